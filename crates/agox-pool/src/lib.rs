@@ -1,1 +1,79 @@
-//! placeholder
+//! A pool of stateful worker processes for atomistic global optimization.
+//!
+//! The driver (a command-line run or your own program) owns the search; the pool is
+//! a service it calls. Workers are forked from the driver (through a fork server,
+//! see [`launch`](crate::Launcher)), so they run the same code and find module types
+//! and functions **by name** in a [`Registry`] built identically in every process.
+//! Each worker keeps its own copy of every [`Module`] added to the pool between
+//! calls. Coordinator and workers talk over Unix sockets in length-prefixed
+//! MessagePack frames (`agox-wire`).
+//!
+//! # Example
+//! ```
+//! use agox_pool::{dynamic_attributes, Link, Module, Pool, PoolConfig, Registry, TaskContext};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Scale { factor: Vec<f64> }
+//! impl Module for Scale {
+//!     const TYPE_NAME: &'static str = "Scale";
+//!     dynamic_attributes!(factor);
+//! }
+//!
+//! fn scale(ctx: &TaskContext, (m, x): (Link<Scale>, f64)) -> Result<f64, agox_pool::TaskError> {
+//!     Ok(ctx.module(&m)?.factor[0] * x)
+//! }
+//!
+//! let mut reg = Registry::new();
+//! reg.module::<Scale>();
+//! let f = reg.function("scale", scale);
+//! let pool = Pool::start(reg, PoolConfig::with_workers(2)).unwrap();
+//! let m = pool.add_module("scale", Scale { factor: vec![2.0] }).unwrap();
+//! let out = pool.map(&f, (0..4).map(|i| (m.link(), i as f64))).unwrap();
+//! assert_eq!(out, [0.0, 2.0, 4.0, 6.0]);
+//! m.lock().factor[0] = 10.0;                       // change on the driver...
+//! let report = pool.synchronize().unwrap();         // ...push what changed
+//! assert_eq!(report.attributes, 1);
+//! assert_eq!(pool.map(&f, [(m.link(), 1.0)]).unwrap(), [10.0]);
+//! ```
+//!
+//! # Guarantees
+//! - `map` returns results in input order; each task's seed depends only on (pool
+//!   seed, call number, task index), so 0, 1, 2 or N workers give identical results.
+//! - `synchronize` sends only the dynamic attributes whose encoded value changed
+//!   (compared by hash), encoded once and written to every worker from one buffer.
+//! - A task that errors or panics reports the function, worker and message; the
+//!   worker lives on. A worker that dies is replaced, gets every module and the
+//!   latest synchronized attributes back before any task, and the task it held is
+//!   retried up to `max_retries` times. A task past its timeout has its worker
+//!   killed and replaced and fails with [`PoolError::Timeout`].
+//! - Workers exit when the pool is dropped or the driver dies, and are reaped; the
+//!   socket directory is removed.
+//!
+//! # Threads
+//! All socket work happens on the thread calling the pool; there are no background
+//! threads. Tasks queued beyond the workers' in-flight windows advance while some
+//! pool call (`get`, `map`, `synchronize`, ...) is running.
+
+mod config;
+mod core;
+mod error;
+mod launch;
+mod module;
+mod pool;
+mod registry;
+mod stats;
+pub mod transport;
+mod worker;
+
+pub use config::{default_workers, Launcher, PoolConfig};
+pub use error::{PoolError, TaskFailure, WorkerName};
+pub use launch::worker_main;
+pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
+pub use pool::{Pending, Pool, Unordered};
+pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
+pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerStats};
+pub use worker::{serve, WorkerError, WorkerIdentity};
+
+#[doc(hidden)]
+pub use module::__codec;

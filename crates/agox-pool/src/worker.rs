@@ -1,0 +1,266 @@
+//! The worker side: handshake, then answer the coordinator until told to stop.
+//!
+//! A worker is single-threaded (plus a watchdog): it reads frames, applies module
+//! operations and runs tasks in arrival order, and writes answers. Answers to tiny
+//! tasks are batched while more requests are already buffered, so a pipelined
+//! stream of small tasks costs one system call per batch rather than per task.
+
+use crate::module::ModuleStore;
+use crate::registry::{Registry, TaskContext};
+use crate::transport::Connection;
+use agox_wire::{
+    decode, encode_frame_into, FailureKind, FrameReader, FromWorker, Hello, ToWorker, WireError,
+    PROTOCOL_VERSION,
+};
+use serde_bytes::ByteBuf;
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Why a worker stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The connection failed.
+    #[error("worker {worker}: {source}")]
+    Wire {
+        /// The worker's slot.
+        worker: u32,
+        /// The protocol or socket error.
+        #[source]
+        source: WireError,
+    },
+    /// The coordinator refused the handshake.
+    #[error("worker {worker}: coordinator refused the handshake: {reason}")]
+    Refused {
+        /// The worker's slot.
+        worker: u32,
+        /// The coordinator's reason.
+        reason: String,
+    },
+    /// The coordinator sent something out of turn.
+    #[error("worker {worker}: unexpected message: {what}")]
+    Protocol {
+        /// The worker's slot.
+        worker: u32,
+        /// What arrived.
+        what: String,
+    },
+}
+
+/// Identity a worker presents at the handshake.
+#[derive(Debug, Clone)]
+pub struct WorkerIdentity {
+    /// The slot the coordinator assigned.
+    pub worker_id: u32,
+    /// The pool's secret token.
+    pub token: String,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+thread_local! {
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs a panic hook that records where a task panicked instead of printing:
+/// the message travels back to the caller as data.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let loc = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
+    }));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    };
+    match PANIC_LOCATION.with(|p| p.borrow_mut().take()) {
+        Some(loc) => format!("{msg} (at {loc})"),
+        None => msg,
+    }
+}
+
+/// Greets the coordinator and serves until `Shutdown` or end of stream.
+pub fn serve(
+    mut conn: Box<dyn Connection>,
+    registry: &Registry,
+    id: &WorkerIdentity,
+) -> Result<(), WorkerError> {
+    let worker = id.worker_id;
+    let wire = |source| WorkerError::Wire { worker, source };
+    install_panic_hook();
+    conn.set_nonblocking(false).map_err(|e| wire(e.into()))?;
+    let hello = FromWorker::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        worker_id: worker,
+        pid: std::process::id(),
+        fingerprint: registry.fingerprint(),
+        token: id.token.clone(),
+    });
+    let mut out = Vec::with_capacity(64 * 1024);
+    encode_frame_into(&hello, &mut out).map_err(wire)?;
+    conn.write_all(&out).map_err(|e| wire(e.into()))?;
+    out.clear();
+
+    let mut reader = FrameReader::new(id.max_frame);
+    let first: ToWorker = next_message(&mut reader, &mut *conn).map_err(wire)?;
+    match first {
+        ToWorker::Welcome { .. } => {}
+        ToWorker::Refused { reason } => return Err(WorkerError::Refused { worker, reason }),
+        other => {
+            return Err(WorkerError::Protocol {
+                worker,
+                what: format!("{other:?} before Welcome"),
+            })
+        }
+    }
+
+    let mut store = ModuleStore::default();
+    // Oldest answer not yet written: answers wait only while more requests are
+    // already buffered, and never longer than this.
+    const MAX_HOLD: Duration = Duration::from_micros(50);
+    let mut held_since: Option<Instant> = None;
+    // Smoothed task duration: answers are held back only behind tiny tasks, so a
+    // long task never delays the answer of the one before it.
+    let mut ewma_busy_ns: f64 = 0.0;
+    loop {
+        if !reader.has_frame() {
+            if !out.is_empty() {
+                conn.write_all(&out).map_err(|e| wire(e.into()))?;
+                out.clear();
+                held_since = None;
+            }
+            reader.shrink();
+        }
+        let msg: ToWorker = match next_message(&mut reader, &mut *conn) {
+            Ok(m) => m,
+            Err(WireError::Closed) => return Ok(()),
+            Err(e) => return Err(wire(e)),
+        };
+        let answer = match msg {
+            ToWorker::Run {
+                task,
+                function,
+                seed,
+                args,
+            } => {
+                let ctx = TaskContext {
+                    store: &store,
+                    seed,
+                    worker: Some(worker),
+                };
+                let t0 = Instant::now();
+                let res = catch_unwind(AssertUnwindSafe(|| registry.call(&function, &ctx, &args)));
+                let busy_ns = t0.elapsed().as_nanos() as u64;
+                ewma_busy_ns = 0.8 * ewma_busy_ns + 0.2 * busy_ns as f64;
+                match res {
+                    Ok(Ok(output)) => FromWorker::Done {
+                        task,
+                        output: ByteBuf::from(output),
+                        busy_ns,
+                    },
+                    Ok(Err((kind, message))) => FromWorker::Failed {
+                        task,
+                        kind,
+                        message,
+                        busy_ns,
+                    },
+                    Err(payload) => FromWorker::Failed {
+                        task,
+                        kind: FailureKind::Panic,
+                        message: panic_message(&*payload),
+                        busy_ns,
+                    },
+                }
+            }
+            ToWorker::AddModule {
+                seq,
+                key,
+                type_name,
+                state,
+            } => {
+                let error = match registry.construct(&type_name, &state) {
+                    Ok(m) => {
+                        store.insert(&key, m);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                FromWorker::Ack { seq, error }
+            }
+            ToWorker::RemoveModule { seq, key } => {
+                let error = match store.remove(&key) {
+                    Some(_) => None,
+                    None => Some(format!("no module '{key}' to remove")),
+                };
+                FromWorker::Ack { seq, error }
+            }
+            ToWorker::SetAttributes {
+                seq,
+                key,
+                attributes,
+            } => {
+                let error = match store.slot(&key) {
+                    None => Some(format!("no module '{key}' to set attributes on")),
+                    Some(slot) => {
+                        let mut m = slot.lock();
+                        attributes
+                            .iter()
+                            .find_map(|(name, bytes)| m.set_attribute(name, bytes).err())
+                            .map(|e| e.to_string())
+                    }
+                };
+                FromWorker::Ack { seq, error }
+            }
+            ToWorker::Shutdown => {
+                if !out.is_empty() {
+                    conn.write_all(&out).map_err(|e| wire(e.into()))?;
+                }
+                return Ok(());
+            }
+            other @ (ToWorker::Welcome { .. } | ToWorker::Refused { .. }) => {
+                return Err(WorkerError::Protocol {
+                    worker,
+                    what: format!("{other:?} after the handshake"),
+                })
+            }
+        };
+        encode_frame_into(&answer, &mut out).map_err(wire)?;
+        let since = *held_since.get_or_insert_with(Instant::now);
+        if ewma_busy_ns > 20_000.0 || since.elapsed() >= MAX_HOLD || out.len() >= 256 * 1024 {
+            conn.write_all(&out).map_err(|e| wire(e.into()))?;
+            out.clear();
+            held_since = None;
+        }
+    }
+}
+
+/// Blocks until one whole message is buffered and decodes it.
+fn next_message(reader: &mut FrameReader, conn: &mut dyn Connection) -> Result<ToWorker, WireError> {
+    loop {
+        if let Some(body) = reader.next_frame()? {
+            return decode(body);
+        }
+        let pending = reader.pending();
+        match reader.fill_from(conn) {
+            Ok(0) if pending == 0 => return Err(WireError::Closed),
+            Ok(0) => {
+                return Err(WireError::Truncated {
+                    got: pending,
+                    expected: pending + 1,
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! A registry of test modules and functions shared by every pool test.
+
+use agox::pool::{dynamic_attributes, FnHandle, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A model with two dynamic attributes and one static field.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Model {
+    pub weights: Vec<f64>,
+    pub version: u64,
+    pub bias: f64,
+}
+
+impl Module for Model {
+    const TYPE_NAME: &'static str = "Model";
+    dynamic_attributes!(weights, version);
+}
+
+/// A module that holds another (an acquisitor holding its model).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Acquisitor {
+    pub model: Link<Model>,
+    pub kappa: f64,
+}
+
+impl Module for Acquisitor {
+    const TYPE_NAME: &'static str = "Acquisitor";
+}
+
+/// Per-worker mutable state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Counter {
+    pub count: u64,
+}
+
+impl Module for Counter {
+    const TYPE_NAME: &'static str = "Counter";
+}
+
+pub struct Fns {
+    pub square: FnHandle<u64, u64>,
+    pub sleep_ms: FnHandle<u64, (u64, Option<u32>)>,
+    pub random: FnHandle<u32, Vec<f64>>,
+    pub predict: FnHandle<(Link<Model>, f64), f64>,
+    pub acquire: FnHandle<(Link<Acquisitor>, f64), f64>,
+    pub model_state: FnHandle<Link<Model>, Model>,
+    pub fail: FnHandle<String, u64>,
+    pub panic: FnHandle<u64, u64>,
+    pub die: FnHandle<u64, u64>,
+    pub die_once: FnHandle<(String, u64), u64>,
+    pub incr: FnHandle<Link<Counter>, u64>,
+    pub read: FnHandle<Link<Counter>, u64>,
+    pub pid: FnHandle<(), u32>,
+    pub sum: FnHandle<Vec<f64>, f64>,
+}
+
+fn sleep_ms(ctx: &TaskContext, ms: u64) -> Result<(u64, Option<u32>), TaskError> {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok((ms, ctx.worker_id()))
+}
+
+pub fn registry() -> (Registry, Fns) {
+    let mut r = Registry::new();
+    r.module::<Model>().module::<Acquisitor>().module::<Counter>();
+    let fns = Fns {
+        square: r.function("square", |_: &TaskContext, x: u64| Ok::<_, TaskError>(x * x)),
+        sleep_ms: r.function("sleep_ms", sleep_ms),
+        random: r.function("random", |ctx: &TaskContext, n: u32| {
+            let mut rng = ctx.rng();
+            Ok::<_, TaskError>((0..n).map(|_| rng.gen::<f64>()).collect())
+        }),
+        predict: r.function("predict", |ctx: &TaskContext, (m, x): (Link<Model>, f64)| {
+            let m = ctx.module(&m)?;
+            Ok::<_, TaskError>(m.weights.iter().sum::<f64>() * x + m.bias)
+        }),
+        acquire: r.function("acquire", |ctx: &TaskContext, (a, x): (Link<Acquisitor>, f64)| {
+            let acq = ctx.module(&a)?;
+            let model = ctx.module(&acq.model)?;
+            Ok::<_, TaskError>(model.weights.iter().sum::<f64>() * x - acq.kappa)
+        }),
+        model_state: r.function("model_state", |ctx: &TaskContext, m: Link<Model>| {
+            Ok::<_, TaskError>(ctx.module(&m)?.clone())
+        }),
+        fail: r.function("fail", |_: &TaskContext, msg: String| Err::<u64, TaskError>(msg.into())),
+        panic: r.function("panic", |_: &TaskContext, x: u64| -> Result<u64, TaskError> {
+            if x == 3 {
+                panic!("boom at {x}");
+            }
+            Ok(x)
+        }),
+        die: r.function("die", |_: &TaskContext, _x: u64| -> Result<u64, TaskError> {
+            // SAFETY: the test wants this worker process gone, abruptly.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            Ok(0)
+        }),
+        die_once: r.function("die_once", |_: &TaskContext, (marker, x): (String, u64)| -> Result<u64, TaskError> {
+            // The first worker to run this dies; the retried task then succeeds.
+            if std::fs::create_dir(&marker).is_ok() {
+                // SAFETY: as above.
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            }
+            Ok(x + 1)
+        }),
+        incr: r.function("incr", |ctx: &TaskContext, c: Link<Counter>| {
+            let mut c = ctx.module(&c)?;
+            c.count += 1;
+            Ok::<_, TaskError>(c.count)
+        }),
+        read: r.function("read", |ctx: &TaskContext, c: Link<Counter>| Ok::<_, TaskError>(ctx.module(&c)?.count)),
+        pid: r.function("pid", |_: &TaskContext, ()| Ok::<_, TaskError>(std::process::id())),
+        sum: r.function("sum", |_: &TaskContext, v: Vec<f64>| Ok::<_, TaskError>(v.iter().sum())),
+    };
+    (r, fns)
+}
+
+pub fn pool(workers: usize) -> (Pool, Fns) {
+    pool_with(PoolConfig::with_workers(workers).seed(7))
+}
+
+pub fn pool_with(cfg: PoolConfig) -> (Pool, Fns) {
+    let (r, f) = registry();
+    (Pool::start(r, cfg).expect("pool starts"), f)
+}
+
+/// True while a process with this pid exists (zombies count as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `limit` for `cond`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
