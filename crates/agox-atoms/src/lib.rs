@@ -8,6 +8,13 @@
 pub mod atoms;
 pub mod calc;
 pub mod elements;
+pub mod emt;
+pub mod extxyz;
+pub mod formula;
+pub mod geometry;
+pub mod lj;
+pub mod neighbors;
+pub mod optimize;
 
 pub use atoms::{Atoms, InfoValue};
 pub use calc::{CalcError, Calculator, Evaluation};
