@@ -1,6 +1,8 @@
 //! A registry of test modules and functions shared by every pool test.
 
-use agox::pool::{dynamic_attributes, FnHandle, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError};
+use agox::pool::{
+    dynamic_attributes, FnHandle, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
+};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -63,54 +65,81 @@ fn sleep_ms(ctx: &TaskContext, ms: u64) -> Result<(u64, Option<u32>), TaskError>
 
 pub fn registry() -> (Registry, Fns) {
     let mut r = Registry::new();
-    r.module::<Model>().module::<Acquisitor>().module::<Counter>();
+    r.module::<Model>()
+        .module::<Acquisitor>()
+        .module::<Counter>();
     let fns = Fns {
-        square: r.function("square", |_: &TaskContext, x: u64| Ok::<_, TaskError>(x * x)),
+        square: r.function("square", |_: &TaskContext, x: u64| {
+            Ok::<_, TaskError>(x * x)
+        }),
         sleep_ms: r.function("sleep_ms", sleep_ms),
         random: r.function("random", |ctx: &TaskContext, n: u32| {
             let mut rng = ctx.rng();
             Ok::<_, TaskError>((0..n).map(|_| rng.gen::<f64>()).collect())
         }),
-        predict: r.function("predict", |ctx: &TaskContext, (m, x): (Link<Model>, f64)| {
-            let m = ctx.module(&m)?;
-            Ok::<_, TaskError>(m.weights.iter().sum::<f64>() * x + m.bias)
-        }),
-        acquire: r.function("acquire", |ctx: &TaskContext, (a, x): (Link<Acquisitor>, f64)| {
-            let acq = ctx.module(&a)?;
-            let model = ctx.module(&acq.model)?;
-            Ok::<_, TaskError>(model.weights.iter().sum::<f64>() * x - acq.kappa)
-        }),
+        predict: r.function(
+            "predict",
+            |ctx: &TaskContext, (m, x): (Link<Model>, f64)| {
+                let m = ctx.module(&m)?;
+                Ok::<_, TaskError>(m.weights.iter().sum::<f64>() * x + m.bias)
+            },
+        ),
+        acquire: r.function(
+            "acquire",
+            |ctx: &TaskContext, (a, x): (Link<Acquisitor>, f64)| {
+                let acq = ctx.module(&a)?;
+                let model = ctx.module(&acq.model)?;
+                Ok::<_, TaskError>(model.weights.iter().sum::<f64>() * x - acq.kappa)
+            },
+        ),
         model_state: r.function("model_state", |ctx: &TaskContext, m: Link<Model>| {
             Ok::<_, TaskError>(ctx.module(&m)?.clone())
         }),
-        fail: r.function("fail", |_: &TaskContext, msg: String| Err::<u64, TaskError>(msg.into())),
-        panic: r.function("panic", |_: &TaskContext, x: u64| -> Result<u64, TaskError> {
-            if x == 3 {
-                panic!("boom at {x}");
-            }
-            Ok(x)
+        fail: r.function("fail", |_: &TaskContext, msg: String| {
+            Err::<u64, TaskError>(msg.into())
         }),
-        die: r.function("die", |_: &TaskContext, _x: u64| -> Result<u64, TaskError> {
-            // SAFETY: the test wants this worker process gone, abruptly.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-            Ok(0)
-        }),
-        die_once: r.function("die_once", |_: &TaskContext, (marker, x): (String, u64)| -> Result<u64, TaskError> {
-            // The first worker to run this dies; the retried task then succeeds.
-            if std::fs::create_dir(&marker).is_ok() {
-                // SAFETY: as above.
+        panic: r.function(
+            "panic",
+            |_: &TaskContext, x: u64| -> Result<u64, TaskError> {
+                if x == 3 {
+                    panic!("boom at {x}");
+                }
+                Ok(x)
+            },
+        ),
+        die: r.function(
+            "die",
+            |_: &TaskContext, _x: u64| -> Result<u64, TaskError> {
+                // SAFETY: the test wants this worker process gone, abruptly.
                 unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-            }
-            Ok(x + 1)
-        }),
+                Ok(0)
+            },
+        ),
+        die_once: r.function(
+            "die_once",
+            |_: &TaskContext, (marker, x): (String, u64)| -> Result<u64, TaskError> {
+                // The first worker to run this dies; the retried task then succeeds.
+                if std::fs::create_dir(&marker).is_ok() {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+                Ok(x + 1)
+            },
+        ),
         incr: r.function("incr", |ctx: &TaskContext, c: Link<Counter>| {
             let mut c = ctx.module(&c)?;
             c.count += 1;
             Ok::<_, TaskError>(c.count)
         }),
-        read: r.function("read", |ctx: &TaskContext, c: Link<Counter>| Ok::<_, TaskError>(ctx.module(&c)?.count)),
-        pid: r.function("pid", |_: &TaskContext, ()| Ok::<_, TaskError>(std::process::id())),
-        sum: r.function("sum", |_: &TaskContext, v: Vec<f64>| Ok::<_, TaskError>(v.iter().sum())),
+        read: r.function("read", |ctx: &TaskContext, c: Link<Counter>| {
+            Ok::<_, TaskError>(ctx.module(&c)?.count)
+        }),
+        pid: r.function("pid", |_: &TaskContext, ()| {
+            Ok::<_, TaskError>(std::process::id())
+        }),
+        sum: r.function("sum", |_: &TaskContext, v: Vec<f64>| {
+            Ok::<_, TaskError>(v.iter().sum())
+        }),
     };
     (r, fns)
 }
@@ -127,7 +156,10 @@ pub fn pool_with(cfg: PoolConfig) -> (Pool, Fns) {
 /// True while a process with this pid exists (zombies count as gone).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
+        Ok(s) => !s
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -8,9 +8,17 @@ use std::time::{Duration, Instant};
 fn task_error_names_function_worker_and_message_and_worker_lives_on() {
     let (pool, f) = pool(2);
     let pids = pool.worker_pids();
-    let err = pool.map(&f.fail, ["no convergence".to_string()]).unwrap_err();
+    let err = pool
+        .map(&f.fail, ["no convergence".to_string()])
+        .unwrap_err();
     match &err {
-        PoolError::Task { function, worker, kind, message, index } => {
+        PoolError::Task {
+            function,
+            worker,
+            kind,
+            message,
+            index,
+        } => {
             assert_eq!(function, "fail");
             assert!(matches!(worker, WorkerName::Slot(0 | 1)));
             assert_eq!(*kind, TaskFailure::Error);
@@ -20,9 +28,16 @@ fn task_error_names_function_worker_and_message_and_worker_lives_on() {
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("'fail'") && text.contains("no convergence") && text.contains("worker"), "{text}");
+    assert!(
+        text.contains("'fail'") && text.contains("no convergence") && text.contains("worker"),
+        "{text}"
+    );
     assert_eq!(pool.map(&f.square, [3u64]).unwrap(), vec![9]);
-    assert_eq!(pool.worker_pids(), pids, "a worker was replaced after a plain error");
+    assert_eq!(
+        pool.worker_pids(),
+        pids,
+        "a worker was replaced after a plain error"
+    );
 }
 
 #[test]
@@ -35,7 +50,10 @@ fn panic_is_reported_with_location_and_worker_lives_on() {
             let e = r.as_ref().unwrap_err();
             assert!(e.is_panic(), "{e}");
             let text = e.to_string();
-            assert!(text.contains("boom at 3") && text.contains("common.rs"), "{text}");
+            assert!(
+                text.contains("boom at 3") && text.contains("common.rs"),
+                "{text}"
+            );
         } else {
             assert_eq!(r.as_ref().unwrap(), &(i as u64));
         }
@@ -47,7 +65,16 @@ fn panic_is_reported_with_location_and_worker_lives_on() {
 #[test]
 fn sigkilled_worker_is_replaced_with_its_state_and_the_task_retried() {
     let (pool, f) = pool(2);
-    let m = pool.add_module("model", Model { weights: vec![1.0], version: 0, bias: 1.0 }).unwrap();
+    let m = pool
+        .add_module(
+            "model",
+            Model {
+                weights: vec![1.0],
+                version: 0,
+                bias: 1.0,
+            },
+        )
+        .unwrap();
     m.lock().weights = vec![2.0, 3.0];
     pool.synchronize().unwrap();
     let victim = pool.worker_pids()[0];
@@ -63,7 +90,9 @@ fn sigkilled_worker_is_replaced_with_its_state_and_the_task_retried() {
     assert_eq!(stats.workers[0].restarts, 1, "{stats:?}");
     assert!(stats.retries >= 1, "{stats:?}");
     assert_ne!(pool.worker_pids()[0], victim);
-    assert!(crate::common::eventually(Duration::from_secs(2), || !process_alive(victim)));
+    assert!(crate::common::eventually(Duration::from_secs(2), || {
+        !process_alive(victim)
+    }));
     // The replacement holds the module with the latest synchronized attributes.
     for v in pool.broadcast(&f.predict, &(m.link(), 1.0)).unwrap() {
         assert_eq!(v, 6.0);
@@ -87,7 +116,9 @@ fn task_that_always_kills_its_worker_fails_after_the_retry_budget() {
     let (pool, f) = pool_with(cfg);
     let err = pool.map(&f.die, [0u64]).unwrap_err();
     match err {
-        PoolError::WorkerLost { function, attempts, .. } => {
+        PoolError::WorkerLost {
+            function, attempts, ..
+        } => {
             assert_eq!(function, "die");
             assert_eq!(attempts, 3);
         }
@@ -113,6 +144,8 @@ fn hung_task_times_out_and_the_pool_recovers() {
     assert_eq!(pool.stats().timeouts, 1);
     assert_eq!(pool.map(&f.square, [7u64]).unwrap(), vec![49]);
     for pid in before.iter().filter(|p| !after.contains(p)) {
-        assert!(crate::common::eventually(Duration::from_secs(2), || !process_alive(*pid)));
+        assert!(crate::common::eventually(Duration::from_secs(2), || {
+            !process_alive(*pid)
+        }));
     }
 }

@@ -17,18 +17,27 @@ fn drop_stops_every_worker_and_removes_the_socket() {
     let socket = PathBuf::from(pool.address().unwrap());
     let dir = socket.parent().unwrap().to_path_buf();
     assert!(socket.exists());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700);
     drop(pool);
     for pid in pids {
-        assert!(eventually(Duration::from_secs(3), || !process_alive(pid)), "worker {pid} outlived the pool");
+        assert!(
+            eventually(Duration::from_secs(3), || !process_alive(pid)),
+            "worker {pid} outlived the pool"
+        );
     }
-    assert!(!dir.exists(), "socket directory {} left behind", dir.display());
+    assert!(
+        !dir.exists(),
+        "socket directory {} left behind",
+        dir.display()
+    );
 }
 
 fn knock(address: &str, hello: &Hello) -> String {
     let mut s = UnixStream::connect(address).unwrap();
-    s.write_all(&encode_frame(&FromWorker::Hello(hello.clone())).unwrap()).unwrap();
+    s.write_all(&encode_frame(&FromWorker::Hello(hello.clone())).unwrap())
+        .unwrap();
     match read_frame::<ToWorker, _>(&mut s, 1 << 20).unwrap() {
         ToWorker::Refused { reason } => reason,
         other => panic!("stranger was not refused: {other:?}"),
@@ -60,10 +69,22 @@ fn wrong_token_protocol_or_registry_is_refused_naming_both_values() {
     let reason = stranger(&pool, good.clone());
     assert!(reason.contains("wrong pool token"), "{reason}");
 
-    let reason = stranger(&pool, Hello { protocol: PROTOCOL_VERSION + 7, ..good.clone() });
+    let reason = stranger(
+        &pool,
+        Hello {
+            protocol: PROTOCOL_VERSION + 7,
+            ..good.clone()
+        },
+    );
     assert!(reason.contains("protocol version mismatch"), "{reason}");
-    assert!(reason.contains(&format!("speaks {PROTOCOL_VERSION}")), "{reason}");
-    assert!(reason.contains(&format!("speaks {}", PROTOCOL_VERSION + 7)), "{reason}");
+    assert!(
+        reason.contains(&format!("speaks {PROTOCOL_VERSION}")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("speaks {}", PROTOCOL_VERSION + 7)),
+        "{reason}"
+    );
 
     assert_eq!(pool.stats().refused_handshakes, 2);
     assert_eq!(pool.map(&f.square, [4u64]).unwrap(), vec![16]);
@@ -76,7 +97,8 @@ fn garbage_and_oversized_greetings_are_rejected_without_harm() {
     let a = address.clone();
     let t = std::thread::spawn(move || {
         let mut s = UnixStream::connect(&a).unwrap();
-        s.write_all(&[5, 0, 0, 0, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1]).unwrap();
+        s.write_all(&[5, 0, 0, 0, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1])
+            .unwrap();
         let mut s2 = UnixStream::connect(&a).unwrap();
         s2.write_all(&u32::MAX.to_le_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(50));
@@ -86,8 +108,14 @@ fn garbage_and_oversized_greetings_are_rejected_without_harm() {
     }
     t.join().unwrap();
     let refusals = pool.refusals();
-    assert!(refusals.iter().any(|r| r.contains("malformed")), "{refusals:?}");
-    assert!(refusals.iter().any(|r| r.contains("exceeds the maximum")), "{refusals:?}");
+    assert!(
+        refusals.iter().any(|r| r.contains("malformed")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|r| r.contains("exceeds the maximum")),
+        "{refusals:?}"
+    );
     assert_eq!(pool.map(&f.square, [5u64]).unwrap(), vec![25]);
 }
 

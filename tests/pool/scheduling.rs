@@ -44,7 +44,11 @@ fn submit_returns_at_once_and_get_collects() {
     assert_eq!(pool.get(b).unwrap().0, 200);
     assert_eq!(pool.get(a).unwrap().0, 200);
     // Two 200 ms tasks on two workers ran side by side.
-    assert!(t0.elapsed() < Duration::from_millis(390), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(390),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -58,7 +62,11 @@ fn seeded_tasks_are_identical_across_worker_counts() {
     };
     let reference = run(0); // in process, serial
     for workers in [1, 2, 4] {
-        assert_eq!(run(workers), reference, "{workers} workers differ from serial");
+        assert_eq!(
+            run(workers),
+            reference,
+            "{workers} workers differ from serial"
+        );
     }
     // Different tasks of one call get different streams.
     assert_ne!(reference.0[0], reference.0[1]);
@@ -67,12 +75,18 @@ fn seeded_tasks_are_identical_across_worker_counts() {
 #[test]
 fn tiny_tasks_are_pipelined() {
     let (pool, f) = pool(2);
-    let out = pool.map(&f.sum, (0..3000).map(|i| vec![i as f64; 100])).unwrap();
+    let out = pool
+        .map(&f.sum, (0..3000).map(|i| vec![i as f64; 100]))
+        .unwrap();
     assert_eq!(out[10], 1000.0);
     let stats = pool.stats();
     assert_eq!(stats.total_tasks(), 3000);
     for w in &stats.workers {
-        assert!(w.max_in_flight > 1, "worker {} never had more than one task in flight: {stats:?}", w.id);
+        assert!(
+            w.max_in_flight > 1,
+            "worker {} never had more than one task in flight: {stats:?}",
+            w.id
+        );
         assert!(w.tasks > 300, "unbalanced: {stats:?}");
     }
 }
@@ -85,11 +99,16 @@ fn long_tasks_are_not_queued_behind_each_other() {
     let t0 = Instant::now();
     // Two long tasks first, then short ones: with a window of one per worker the
     // short ones are not stuck behind a long one while the other worker idles.
-    let out = pool.map(&f.sleep_ms, [300u64, 300, 20, 20, 20, 20]).unwrap();
+    let out = pool
+        .map(&f.sleep_ms, [300u64, 300, 20, 20, 20, 20])
+        .unwrap();
     let elapsed = t0.elapsed();
     let on: Vec<Option<u32>> = out.iter().map(|o| o.1).collect();
     assert_ne!(on[0], on[1], "both long tasks went to one worker: {on:?}");
-    assert!(elapsed < Duration::from_millis(560), "took {elapsed:?}: {on:?}");
+    assert!(
+        elapsed < Duration::from_millis(560),
+        "took {elapsed:?}: {on:?}"
+    );
     for w in pool.stats().workers {
         assert_eq!(w.max_in_flight, 1, "long tasks were pipelined: {w:?}");
     }

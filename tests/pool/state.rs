@@ -7,9 +7,15 @@ use agox::pool::Link;
 fn each_worker_keeps_its_own_copy() {
     let (pool, f) = pool(4);
     let c = pool.add_module("counter", Counter::default()).unwrap();
-    assert_eq!(pool.broadcast(&f.read, &c.link()).unwrap(), vec![0, 0, 0, 0]);
+    assert_eq!(
+        pool.broadcast(&f.read, &c.link()).unwrap(),
+        vec![0, 0, 0, 0]
+    );
     assert_eq!(pool.run_on(0, &f.incr, &c.link()).unwrap(), 1);
-    assert_eq!(pool.broadcast(&f.read, &c.link()).unwrap(), vec![1, 0, 0, 0]);
+    assert_eq!(
+        pool.broadcast(&f.read, &c.link()).unwrap(),
+        vec![1, 0, 0, 0]
+    );
     assert!(pool.run_on(9, &f.read, &c.link()).is_err());
     // The driver's copy is untouched by the workers.
     assert_eq!(c.lock().count, 0);
@@ -22,7 +28,14 @@ fn each_worker_keeps_its_own_copy() {
 fn only_changed_attributes_are_sent() {
     let (pool, f) = pool(2);
     let m = pool
-        .add_module("model", Model { weights: vec![1.0, 2.0], version: 1, bias: 0.5 })
+        .add_module(
+            "model",
+            Model {
+                weights: vec![1.0, 2.0],
+                version: 1,
+                bias: 0.5,
+            },
+        )
         .unwrap();
     // Nothing changed since add: nothing moves.
     let r = pool.synchronize().unwrap();
@@ -50,7 +63,14 @@ fn only_changed_attributes_are_sent() {
     let r = pool.synchronize().unwrap();
     assert_eq!(r.attributes, 0);
     for state in pool.broadcast(&f.model_state, &m.link()).unwrap() {
-        assert_eq!(state, Model { weights: vec![3.0, 4.0], version: 2, bias: 0.5 });
+        assert_eq!(
+            state,
+            Model {
+                weights: vec![3.0, 4.0],
+                version: 2,
+                bias: 0.5
+            }
+        );
     }
     let totals = pool.stats().sync;
     assert_eq!(totals.syncs, 5);
@@ -60,35 +80,78 @@ fn only_changed_attributes_are_sent() {
 #[test]
 fn linked_module_resolves_to_the_workers_copy() {
     let (pool, f) = pool(2);
-    let m = pool.add_module("model", Model { weights: vec![1.0], version: 0, bias: 0.0 }).unwrap();
-    let a = pool.add_module("acq", Acquisitor { model: m.link(), kappa: 0.5 }).unwrap();
-    assert_eq!(pool.map(&f.acquire, vec![(a.link(), 2.0); 4]).unwrap(), vec![1.5; 4]);
+    let m = pool
+        .add_module(
+            "model",
+            Model {
+                weights: vec![1.0],
+                version: 0,
+                bias: 0.0,
+            },
+        )
+        .unwrap();
+    let a = pool
+        .add_module(
+            "acq",
+            Acquisitor {
+                model: m.link(),
+                kappa: 0.5,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        pool.map(&f.acquire, vec![(a.link(), 2.0); 4]).unwrap(),
+        vec![1.5; 4]
+    );
     // Update the model only; the acquisitor on every worker sees the new model.
     m.lock().weights = vec![10.0];
     pool.synchronize().unwrap();
-    assert_eq!(pool.map(&f.acquire, vec![(a.link(), 2.0); 4]).unwrap(), vec![19.5; 4]);
+    assert_eq!(
+        pool.map(&f.acquire, vec![(a.link(), 2.0); 4]).unwrap(),
+        vec![19.5; 4]
+    );
     // A link to a module that is not there is a clear task error.
     let ghost: Link<Model> = Link::new("ghost");
-    let err = pool.map(&f.predict, [(ghost, 1.0)]).unwrap_err().to_string();
+    let err = pool
+        .map(&f.predict, [(ghost, 1.0)])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no module 'ghost'"), "{err}");
 }
 
 #[test]
 fn module_synchronizes_itself() {
     let (pool, f) = pool(2);
-    let m = pool.add_module("model", Model { weights: vec![1.0], version: 0, bias: 0.0 }).unwrap();
+    let m = pool
+        .add_module(
+            "model",
+            Model {
+                weights: vec![1.0],
+                version: 0,
+                bias: 0.0,
+            },
+        )
+        .unwrap();
     {
         let mut guard = m.lock();
         guard.weights = vec![2.0];
         guard.version = 9;
         // What a module does from inside its own method, with itself locked.
-        let r = pool.synchronize_from("model", &*guard, Some(&["weights"])).unwrap();
+        let r = pool
+            .synchronize_from("model", &*guard, Some(&["weights"]))
+            .unwrap();
         assert_eq!(r.names, vec!["model.weights".to_string()]);
     }
     assert_eq!(pool.map(&f.predict, [(m.link(), 1.0)]).unwrap(), vec![2.0]);
-    let err = pool.synchronize_module("model", Some(&["nope"])).unwrap_err().to_string();
+    let err = pool
+        .synchronize_module("model", Some(&["nope"]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no dynamic attribute 'nope'"), "{err}");
-    let err = pool.synchronize_module("missing", None).unwrap_err().to_string();
+    let err = pool
+        .synchronize_module("missing", None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no module 'missing'"), "{err}");
     let r = pool.synchronize_module("model", None).unwrap();
     assert_eq!(r.names, vec!["model.version".to_string()]);
@@ -97,7 +160,16 @@ fn module_synchronizes_itself() {
 #[test]
 fn large_attribute_reaches_every_worker() {
     let (pool, f) = pool(2);
-    let m = pool.add_module("model", Model { weights: vec![], version: 0, bias: 0.0 }).unwrap();
+    let m = pool
+        .add_module(
+            "model",
+            Model {
+                weights: vec![],
+                version: 0,
+                bias: 0.0,
+            },
+        )
+        .unwrap();
     m.lock().weights = (0..1_000_000).map(|i| i as f64 * 1e-6).collect();
     let r = pool.synchronize().unwrap();
     assert!(r.bytes >= 2 * 8_000_000, "{r}");

@@ -93,7 +93,10 @@ impl PoolConfig {
             return Err(format!("workers = {} is more than 4096", self.workers));
         }
         if self.max_frame < 1024 {
-            return Err(format!("max_frame = {} is below 1024 bytes", self.max_frame));
+            return Err(format!(
+                "max_frame = {} is below 1024 bytes",
+                self.max_frame
+            ));
         }
         if self.max_frame > u32::MAX as usize {
             return Err(format!(

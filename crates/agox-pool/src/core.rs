@@ -15,8 +15,8 @@ use crate::registry::{task_seed, Registry, TaskContext};
 use crate::stats::{PoolStats, SyncReport, SyncTotals, WorkerStats};
 use crate::transport::{Connection, Endpoint, UnixEndpoint};
 use agox_wire::{
-    decode, encode_frame, encode_frame_into, read_frame, FrameReader, FromWorker, Hello, ToWorker,
-    ToWorkerRef, PROTOCOL_VERSION,
+    decode, encode_frame, encode_frame_into, read_frame, set_attributes_pieces, FrameReader,
+    FromWorker, Hello, ToWorker, ToWorkerRef, PROTOCOL_VERSION,
 };
 use serde_bytes::{ByteBuf, Bytes};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -192,6 +192,8 @@ pub(crate) struct Core {
     retries: u64,
     timeouts: u64,
     refused: Vec<String>,
+    /// Set by `handshake` when the refused peer presented the right token.
+    authentic_refusal: Option<u32>,
     start_time: Duration,
 }
 
@@ -232,6 +234,7 @@ impl Core {
             retries: 0,
             timeouts: 0,
             refused: Vec::new(),
+            authentic_refusal: None,
             start_time: Duration::ZERO,
             cfg,
         };
@@ -300,19 +303,33 @@ impl Core {
         let deadline = Instant::now() + self.cfg.connect_timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let endpoint = self.endpoint.as_ref().ok_or(PoolError::Config("no endpoint".into()))?;
+            let endpoint = self
+                .endpoint
+                .as_ref()
+                .ok_or(PoolError::Config("no endpoint".into()))?;
             let first = expected.iter().copied().min().unwrap_or(0);
             let conn = endpoint.accept(left).map_err(|e| PoolError::Spawn {
                 worker: first,
                 message: format!(
                     "{e} within {:?} (refused so far: {})",
                     self.cfg.connect_timeout,
-                    if self.refused.is_empty() { "none".to_string() } else { self.refused.join("; ") }
+                    if self.refused.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.refused.join("; ")
+                    }
                 ),
             })?;
             match self.handshake(conn, expected) {
                 Ok(ok) => return Ok(ok),
-                Err(reason) => self.refused.push(reason),
+                Err(reason) => {
+                    self.refused.push(reason.clone());
+                    // A peer holding the token is one of ours: its refusal (wrong
+                    // protocol or registry) will not fix itself, so stop waiting.
+                    if let Some(worker) = self.authentic_refusal.take() {
+                        return Err(PoolError::Handshake { worker, reason });
+                    }
+                }
             }
         }
     }
@@ -372,6 +389,11 @@ impl Core {
             None
         };
         if let Some(reason) = reason {
+            if constant_time_eq(hello.token.as_bytes(), self.token.as_bytes())
+                && expected.contains(&hello.worker_id)
+            {
+                self.authentic_refusal = Some(hello.worker_id);
+            }
             refuse(&mut *conn, &reason);
             return Err(reason);
         }
@@ -462,7 +484,9 @@ impl Core {
     /// In-process execution for zero-worker pools.
     fn run_local(&mut self, ids: &[u64]) {
         for id in ids {
-            let Some(task) = self.tasks.get_mut(id) else { continue };
+            let Some(task) = self.tasks.get_mut(id) else {
+                continue;
+            };
             let ctx = TaskContext {
                 store: &self.driver,
                 seed: task.seed,
@@ -545,7 +569,9 @@ impl Core {
         // Pinned tasks first: they can only go to their worker.
         for w in 0..self.workers.len() {
             while self.workers[w].alive() {
-                let Some(&id) = self.workers[w].pinned.front() else { break };
+                let Some(&id) = self.workers[w].pinned.front() else {
+                    break;
+                };
                 let window = self
                     .tasks
                     .get(&id)
@@ -593,7 +619,9 @@ impl Core {
     }
 
     fn send_task(&mut self, w: usize, id: u64) -> Result<(), PoolError> {
-        let Some(task) = self.tasks.get_mut(&id) else { return Ok(()) };
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return Ok(());
+        };
         task.attempts += 1;
         let worker = &mut self.workers[w];
         task.state = TaskState::Running {
@@ -689,7 +717,9 @@ impl Core {
     }
 
     fn accept_stranger(&mut self) {
-        let Some(endpoint) = self.endpoint.as_ref() else { return };
+        let Some(endpoint) = self.endpoint.as_ref() else {
+            return;
+        };
         if let Ok(conn) = endpoint.accept(Duration::from_millis(0)) {
             if let Err(reason) = self.handshake(conn, &HashSet::new()) {
                 self.refused.push(reason);
@@ -722,7 +752,9 @@ impl Core {
         let mut lost: Option<String> = None;
         {
             let worker = &mut self.workers[w];
-            let Some(conn) = worker.conn.as_mut() else { return };
+            let Some(conn) = worker.conn.as_mut() else {
+                return;
+            };
             loop {
                 match worker.reader.fill_from(conn) {
                     Ok(0) => {
@@ -823,7 +855,9 @@ impl Core {
         worker.tasks_run += 1;
         worker.busy_ns += busy_ns;
         let alone = worker.in_flight.is_empty();
-        let Some(task) = self.tasks.get_mut(&id) else { return };
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return;
+        };
         if let TaskState::Running { since, .. } = task.state {
             if alone && pos == Some(0) {
                 let total = since.elapsed().as_nanos() as f64;
@@ -831,13 +865,18 @@ impl Core {
                 self.rtt_ns = 0.9 * self.rtt_ns + 0.1 * rtt;
             }
         }
-        let e = self.fn_busy.entry(task.function.clone()).or_insert(busy_ns as f64);
+        let e = self
+            .fn_busy
+            .entry(task.function.clone())
+            .or_insert(busy_ns as f64);
         *e = 0.8 * *e + 0.2 * busy_ns as f64;
         task.state = TaskState::Finished(res);
     }
 
     fn check_timeouts(&mut self) {
-        let Some(limit) = self.cfg.task_timeout else { return };
+        let Some(limit) = self.cfg.task_timeout else {
+            return;
+        };
         let now = Instant::now();
         let mut expired: Vec<(usize, u64)> = Vec::new();
         for (i, w) in self.workers.iter().enumerate() {
@@ -887,7 +926,9 @@ impl Core {
         let held: Vec<u64> = std::mem::take(&mut self.workers[w].in_flight);
         let mut requeue = Vec::new();
         for id in held {
-            let Some(task) = self.tasks.get_mut(&id) else { continue };
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
             if matches!(task.state, TaskState::Finished(_)) {
                 continue;
             }
@@ -926,7 +967,8 @@ impl Core {
         }
         self.workers[w].restarts += 1;
         if let Err(e) = self.respawn(w) {
-            self.refused.push(format!("replacing worker {wid} failed: {e}"));
+            self.refused
+                .push(format!("replacing worker {wid} failed: {e}"));
         }
     }
 
@@ -955,23 +997,22 @@ impl Core {
             if !rec.sent.is_empty() {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let pairs: Vec<(&str, &Bytes)> = rec
-                    .sent
-                    .iter()
-                    .map(|(k, (_, v))| (*k, Bytes::new(v.as_slice())))
-                    .collect();
-                let msg = ToWorkerRef::SetAttributes {
-                    seq,
-                    key: &rec.key,
-                    attributes: &pairs,
-                };
-                frames.push(Chunk::Own(encode_frame(&msg)?));
+                let values: Vec<(&str, &Arc<Vec<u8>>)> =
+                    rec.sent.iter().map(|(k, (_, v))| (*k, v)).collect();
+                frames.extend(
+                    attribute_frame(seq, &rec.key, &values)?
+                        .into_iter()
+                        .map(Chunk::Shared),
+                );
             }
         }
         let worker = &mut self.workers[w];
         worker.out.extend(frames);
         if let Err(e) = worker.flush() {
-            return Err(PoolError::io(format!("replaying state into worker {wid}"), e));
+            return Err(PoolError::io(
+                format!("replaying state into worker {wid}"),
+                e,
+            ));
         }
         Ok(())
     }
@@ -979,12 +1020,17 @@ impl Core {
     // ----- modules and synchronization -----------------------------------------
 
     /// Sends one frame to every live worker and waits for all acknowledgements.
-    fn broadcast_and_wait(&mut self, key: &str, frame: Arc<Vec<u8>>, seq: u64) -> Result<(), PoolError> {
+    fn broadcast_and_wait(
+        &mut self,
+        key: &str,
+        frame: Vec<Arc<Vec<u8>>>,
+        seq: u64,
+    ) -> Result<(), PoolError> {
         let mut remaining = HashSet::new();
         for w in &mut self.workers {
             if w.alive() {
                 w.seal_batch();
-                w.out.push_back(Chunk::Shared(frame.clone()));
+                w.out.extend(frame.iter().map(|p| Chunk::Shared(p.clone())));
                 remaining.insert(w.id);
             }
         }
@@ -1001,7 +1047,12 @@ impl Core {
                 self.worker_lost(w, &format!("write failed: {e}"));
             }
         }
-        self.drive(|c| c.acks.get(&seq).map(|a| a.remaining.is_empty()).unwrap_or(true))?;
+        self.drive(|c| {
+            c.acks
+                .get(&seq)
+                .map(|a| a.remaining.is_empty())
+                .unwrap_or(true)
+        })?;
         if let Some(wait) = self.acks.remove(&seq) {
             if let Some((worker, message)) = wait.errors.into_iter().next() {
                 return Err(PoolError::Module {
@@ -1014,13 +1065,19 @@ impl Core {
         Ok(())
     }
 
-    pub fn add_module(&mut self, key: &str, module: Box<dyn ErasedModule>) -> Result<Slot, PoolError> {
+    pub fn add_module(
+        &mut self,
+        key: &str,
+        module: Box<dyn ErasedModule>,
+    ) -> Result<Slot, PoolError> {
         let type_name = module.type_name();
         if !self.registry.has_module(type_name) {
             return Err(PoolError::Module {
                 key: key.to_string(),
                 worker: WorkerName::Local,
-                message: format!("module type '{type_name}' is not registered in the pool's registry"),
+                message: format!(
+                    "module type '{type_name}' is not registered in the pool's registry"
+                ),
             });
         }
         let state = module.encode_state().map_err(|e| PoolError::Codec {
@@ -1056,7 +1113,7 @@ impl Core {
             type_name: type_name.to_string(),
             state: ByteBuf::from(state.as_slice().to_vec()),
         };
-        let frame = Arc::new(encode_frame(&msg)?);
+        let frame = vec![Arc::new(encode_frame(&msg)?)];
         if let Err(e) = self.broadcast_and_wait(key, frame, seq) {
             self.modules.retain(|m| m.key != key);
             self.driver.remove(key);
@@ -1076,10 +1133,10 @@ impl Core {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = Arc::new(encode_frame(&ToWorker::RemoveModule {
+        let frame = vec![Arc::new(encode_frame(&ToWorker::RemoveModule {
             seq,
             key: key.to_string(),
-        })?);
+        })?)];
         self.broadcast_and_wait(key, frame, seq)
     }
 
@@ -1114,25 +1171,26 @@ impl Core {
             let rec = &self.modules[i];
             let attrs: Vec<&'static str>;
             let changed: Vec<(&'static str, u64, Vec<u8>)> = {
-                let read = |m: &dyn ErasedModule| -> Result<Vec<(&'static str, u64, Vec<u8>)>, PoolError> {
-                    let mut out = Vec::new();
-                    for &name in m.attribute_names() {
-                        if let Some((_, Some(list))) = only {
-                            if !list.contains(&name) {
-                                continue;
+                let read =
+                    |m: &dyn ErasedModule| -> Result<Vec<(&'static str, u64, Vec<u8>)>, PoolError> {
+                        let mut out = Vec::new();
+                        for &name in m.attribute_names() {
+                            if let Some((_, Some(list))) = only {
+                                if !list.contains(&name) {
+                                    continue;
+                                }
+                            }
+                            let bytes = m.get_attribute(name).map_err(|e| PoolError::Codec {
+                                what: format!("module '{}'", rec.key),
+                                message: e.to_string(),
+                            })?;
+                            let h = xxhash_rust::xxh3::xxh3_64(&bytes);
+                            if rec.sent.get(name).map(|(old, _)| *old) != Some(h) {
+                                out.push((name, h, bytes));
                             }
                         }
-                        let bytes = m.get_attribute(name).map_err(|e| PoolError::Codec {
-                            what: format!("module '{}'", rec.key),
-                            message: e.to_string(),
-                        })?;
-                        let h = xxhash_rust::xxh3::xxh3_64(&bytes);
-                        if rec.sent.get(name).map(|(old, _)| *old) != Some(h) {
-                            out.push((name, h, bytes));
-                        }
-                    }
-                    Ok(out)
-                };
+                        Ok(out)
+                    };
                 match only {
                     Some((key, _)) if key != rec.key => continue,
                     Some((_, _)) => match source {
@@ -1172,7 +1230,9 @@ impl Core {
             let key = rec.key.clone();
             report.modules += 1;
             report.attributes += changed.len();
-            report.names.extend(attrs.iter().map(|a| format!("{key}.{a}")));
+            report
+                .names
+                .extend(attrs.iter().map(|a| format!("{key}.{a}")));
             let mut values: Vec<(&'static str, u64, Arc<Vec<u8>>)> = changed
                 .into_iter()
                 .map(|(n, h, b)| (n, h, Arc::new(b)))
@@ -1180,16 +1240,10 @@ impl Core {
             if n_live > 0 {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let pairs: Vec<(&str, &Bytes)> = values
-                    .iter()
-                    .map(|(n, _, b)| (*n, Bytes::new(b.as_slice())))
-                    .collect();
-                let frame = Arc::new(encode_frame(&ToWorkerRef::SetAttributes {
-                    seq,
-                    key: &key,
-                    attributes: &pairs,
-                })?);
-                report.bytes += frame.len() * n_live;
+                let pairs: Vec<(&str, &Arc<Vec<u8>>)> =
+                    values.iter().map(|(n, _, b)| (*n, b)).collect();
+                let frame = attribute_frame(seq, &key, &pairs)?;
+                report.bytes += frame.iter().map(|p| p.len()).sum::<usize>() * n_live;
                 self.broadcast_and_wait(&key, frame, seq)?;
             }
             let rec = &mut self.modules[i];
@@ -1245,6 +1299,25 @@ impl Core {
         }
         self.endpoint = None;
     }
+}
+
+/// A `SetAttributes` frame as shared pieces: small encoded prefixes between the
+/// attribute values, which are not copied.
+fn attribute_frame(
+    seq: u64,
+    key: &str,
+    values: &[(&str, &Arc<Vec<u8>>)],
+) -> Result<Vec<Arc<Vec<u8>>>, PoolError> {
+    let refs: Vec<(&str, &[u8])> = values.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let prefixes = set_attributes_pieces(seq, key, &refs)?;
+    let mut out = Vec::with_capacity(2 * values.len() + 1);
+    for (i, p) in prefixes.into_iter().enumerate() {
+        out.push(Arc::new(p));
+        if let Some((_, v)) = values.get(i) {
+            out.push(Arc::clone(v));
+        }
+    }
+    Ok(out)
 }
 
 fn refuse(conn: &mut dyn Connection, reason: &str) {

@@ -29,7 +29,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -262,7 +262,11 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
 
 /// Reaps exited children; with `block`, waits for all of them.
 fn reap(children: &mut Vec<Pid>, block: bool) {
-    let flags = if block { None } else { Some(WaitPidFlag::WNOHANG) };
+    let flags = if block {
+        None
+    } else {
+        Some(WaitPidFlag::WNOHANG)
+    };
     children.retain(|&pid| match waitpid(pid, flags) {
         Ok(WaitStatus::StillAlive) => true,
         Ok(_) => false,
@@ -297,7 +301,13 @@ fn worker_child(
     if nix::unistd::getppid() != server {
         return 1; // the fork server died between fork and prctl
     }
-    run_worker(worker_id, registry, info.address.clone(), info.token.clone(), info.max_frame)
+    run_worker(
+        worker_id,
+        registry,
+        info.address.clone(),
+        info.token.clone(),
+        info.max_frame,
+    )
 }
 
 /// Connects to `address` and serves; the exit code for the process.
@@ -311,7 +321,9 @@ fn run_worker(
     let conn = match transport::connect(&address) {
         Ok(c) => c,
         Err(e) => {
-            raw_eprint(&format!("worker {worker_id}: cannot connect to {address}: {e}"));
+            raw_eprint(&format!(
+                "worker {worker_id}: cannot connect to {address}: {e}"
+            ));
             return 2;
         }
     };
@@ -321,10 +333,46 @@ fn run_worker(
         max_frame,
     };
     match worker::serve(conn, registry, &id) {
-        Ok(()) => 0,
+        Ok(worker::Ending::Shutdown) => 0,
+        Ok(worker::Ending::Closed) => {
+            cleanup_if_orphaned(&address);
+            0
+        }
         Err(e) => {
             raw_eprint(&e.to_string());
             3
+        }
+    }
+}
+
+/// After the coordinator closed the connection without saying goodbye: if this
+/// process is (about to be) orphaned, the coordinator died and nobody else will
+/// remove the socket file and its private directory, so do it. The fork server
+/// does this for forked workers; this matters for exec'd ones.
+fn cleanup_if_orphaned(address: &str) {
+    let parent = std::os::unix::process::parent_id();
+    let t0 = Instant::now();
+    // The kernel reparents children after closing the dead process's descriptors,
+    // so the end of stream may arrive first: give it a moment.
+    while t0.elapsed() < Duration::from_millis(300) {
+        if std::os::unix::process::parent_id() != parent || parent == 1 {
+            remove_socket(Path::new(address));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Removes the socket file and, if it is one of ours, its directory.
+fn remove_socket(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        let ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("agox-"));
+        if ours {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -353,9 +401,11 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
     run_worker(worker_id, registry, address.to_string(), token, max_frame)
 }
 
-/// An exec'd worker has no fork server watching it: a thread checks that the
-/// socket directory still exists and ends the process when the coordinator's
-/// directory disappears (the coordinator exited), even in the middle of a long task.
+/// An exec'd worker has no fork server watching it: a thread checks every 250 ms
+/// that the process that started it is still its parent and that the socket still
+/// exists, and ends the worker (even in the middle of a long task) when either is
+/// gone. An orphaned worker also removes the socket file and its private directory,
+/// which the killed coordinator could not.
 fn start_watchdog(address: &str) {
     let path = PathBuf::from(address);
     let parent = std::os::unix::process::parent_id();
@@ -364,6 +414,9 @@ fn start_watchdog(address: &str) {
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
             let orphaned = std::os::unix::process::parent_id() != parent;
+            if orphaned {
+                remove_socket(&path);
+            }
             if orphaned || !path.exists() {
                 // SAFETY: immediate exit of this worker process.
                 unsafe { libc::_exit(4) }
@@ -403,7 +456,10 @@ impl ExecLauncher {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot execute {}: {e}", self.program.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot execute {}: {e}", self.program.display()),
+            )
         })?;
         if let Some(mut stdin) = child.stdin.take() {
             writeln!(stdin, "{}", self.info.token)?;

@@ -201,7 +201,11 @@ pub mod __codec {
                     if bytes.len() % size != 0 {
                         return Err(codec_err(
                             name,
-                            format!("{} bytes is not a whole number of {}-byte elements", bytes.len(), size),
+                            format!(
+                                "{} bytes is not a whole number of {}-byte elements",
+                                bytes.len(),
+                                size
+                            ),
                         ));
                     }
                     let v = &mut *self.0;

@@ -173,7 +173,11 @@ impl Pool {
         Ok(self.core.lock().submit_call(f, encoded, pin))
     }
 
-    fn collect<O: DeserializeOwned>(&self, f: &str, ids: &[u64]) -> Result<Vec<Result<O, PoolError>>, PoolError> {
+    fn collect<O: DeserializeOwned>(
+        &self,
+        f: &str,
+        ids: &[u64],
+    ) -> Result<Vec<Result<O, PoolError>>, PoolError> {
         let mut core = self.core.lock();
         core.drive(|c| ids.iter().all(|id| c.is_finished(*id)))?;
         Ok(ids
@@ -233,7 +237,11 @@ impl Pool {
         if n == 0 {
             return self.map(f, [args.clone()]);
         }
-        let ids = self.submit_many(f.name(), vec![args.clone(); n], Some((0..n as u32).collect()))?;
+        let ids = self.submit_many(
+            f.name(),
+            vec![args.clone(); n],
+            Some((0..n as u32).collect()),
+        )?;
         self.collect(f.name(), &ids)?.into_iter().collect()
     }
 
@@ -270,7 +278,11 @@ impl Pool {
     /// just `attributes`), whether or not it is self-synchronizing. Locks the
     /// driver's copy: from inside the module's own code use
     /// [`synchronize_from`](Self::synchronize_from).
-    pub fn synchronize_module(&self, key: &str, attributes: Option<&[&str]>) -> Result<SyncReport, PoolError> {
+    pub fn synchronize_module(
+        &self,
+        key: &str,
+        attributes: Option<&[&str]>,
+    ) -> Result<SyncReport, PoolError> {
         self.core.lock().synchronize(Some((key, attributes)), None)
     }
 
@@ -283,7 +295,9 @@ impl Pool {
         module: &M,
         attributes: Option<&[&str]>,
     ) -> Result<SyncReport, PoolError> {
-        self.core.lock().synchronize(Some((key, attributes)), Some(module))
+        self.core
+            .lock()
+            .synchronize(Some((key, attributes)), Some(module))
     }
 
     /// Counters: per worker tasks, busy time, restarts; retries, timeouts, syncs.
@@ -318,7 +332,10 @@ impl<O: DeserializeOwned> Iterator for Unordered<'_, O> {
             let (index, _) = self.pending.remove(0);
             return Some((index, Err(e)));
         }
-        let pos = self.pending.iter().position(|(_, id)| core.is_finished(*id))?;
+        let pos = self
+            .pending
+            .iter()
+            .position(|(_, id)| core.is_finished(*id))?;
         let (index, id) = self.pending.remove(pos);
         let res = core
             .take_result(id)

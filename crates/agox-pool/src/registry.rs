@@ -21,7 +21,8 @@ use std::marker::PhantomData;
 pub type TaskError = Box<dyn Error + Send + Sync>;
 
 type Constructor = fn(&[u8]) -> Result<Box<dyn ErasedModule>, rmp_serde::decode::Error>;
-type Erased = Box<dyn Fn(&TaskContext<'_>, &[u8]) -> Result<Vec<u8>, (FailureKind, String)> + Send + Sync>;
+type Erased =
+    Box<dyn Fn(&TaskContext<'_>, &[u8]) -> Result<Vec<u8>, (FailureKind, String)> + Send + Sync>;
 
 struct FnEntry {
     call: Erased,
@@ -75,8 +76,12 @@ impl Registry {
         F: Fn(&TaskContext<'_>, A) -> Result<O, E> + Send + Sync + 'static,
     {
         let call: Erased = Box::new(move |ctx, bytes| {
-            let args: A = rmp_serde::from_slice(bytes)
-                .map_err(|e| (FailureKind::BadArguments, format!("cannot decode arguments: {e}")))?;
+            let args: A = rmp_serde::from_slice(bytes).map_err(|e| {
+                (
+                    FailureKind::BadArguments,
+                    format!("cannot decode arguments: {e}"),
+                )
+            })?;
             let out = f(ctx, args).map_err(|e| (FailureKind::Error, error_chain(&*e.into())))?;
             rmp_serde::to_vec(&out)
                 .map_err(|e| (FailureKind::Error, format!("cannot encode output: {e}")))

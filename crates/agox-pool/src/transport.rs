@@ -73,8 +73,9 @@ impl Connection for UnixConnection {
         self.0.set_read_timeout(timeout)
     }
     fn peer_uid(&self) -> io::Result<Option<u32>> {
-        let cred = nix::sys::socket::getsockopt(&self.0, nix::sys::socket::sockopt::PeerCredentials)
-            .map_err(io::Error::from)?;
+        let cred =
+            nix::sys::socket::getsockopt(&self.0, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(io::Error::from)?;
         Ok(Some(cred.uid()))
     }
 }
@@ -134,7 +135,8 @@ impl UnixEndpoint {
                 }
             }
         }
-        let dir = dir.ok_or_else(|| io::Error::other("cannot find a free socket directory name"))?;
+        let dir =
+            dir.ok_or_else(|| io::Error::other("cannot find a free socket directory name"))?;
         // The umask may have narrowed the mode; it must not have widened it.
         let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o777;
         if mode != 0o700 {

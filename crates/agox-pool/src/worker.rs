@@ -9,8 +9,8 @@ use crate::module::ModuleStore;
 use crate::registry::{Registry, TaskContext};
 use crate::transport::Connection;
 use agox_wire::{
-    decode, encode_frame_into, FailureKind, FrameReader, FromWorker, Hello, ToWorker, WireError,
-    PROTOCOL_VERSION,
+    decode_borrowed, encode_frame_into, FailureKind, FrameReader, FromWorker, Hello, ToWorkerView,
+    WireError, PROTOCOL_VERSION,
 };
 use serde_bytes::ByteBuf;
 use std::cell::RefCell;
@@ -48,6 +48,15 @@ pub enum WorkerError {
     },
 }
 
+/// How a worker's service ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The coordinator said `Shutdown`.
+    Shutdown,
+    /// The coordinator closed the connection (or its process ended).
+    Closed,
+}
+
 /// Identity a worker presents at the handshake.
 #[derive(Debug, Clone)]
 pub struct WorkerIdentity {
@@ -74,6 +83,18 @@ fn install_panic_hook() {
     }));
 }
 
+/// Makes large allocations (frame buffers, attribute values) come from their own
+/// mappings that are returned to the system when freed. glibc otherwise raises its
+/// mapping threshold after the first large free and keeps later large buffers in the
+/// heap, so a worker would hold on to the memory of its largest message.
+fn release_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let msg = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -93,10 +114,11 @@ pub fn serve(
     mut conn: Box<dyn Connection>,
     registry: &Registry,
     id: &WorkerIdentity,
-) -> Result<(), WorkerError> {
+) -> Result<Ending, WorkerError> {
     let worker = id.worker_id;
     let wire = |source| WorkerError::Wire { worker, source };
     install_panic_hook();
+    release_large_allocations();
     conn.set_nonblocking(false).map_err(|e| wire(e.into()))?;
     let hello = FromWorker::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -111,10 +133,12 @@ pub fn serve(
     out.clear();
 
     let mut reader = FrameReader::new(id.max_frame);
-    let first: ToWorker = next_message(&mut reader, &mut *conn).map_err(wire)?;
+    let first: ToWorkerView<'_> =
+        decode_borrowed(next_body(&mut reader, &mut *conn, id.max_frame).map_err(wire)?)
+            .map_err(wire)?;
     match first {
-        ToWorker::Welcome { .. } => {}
-        ToWorker::Refused { reason } => return Err(WorkerError::Refused { worker, reason }),
+        ToWorkerView::Welcome { .. } => {}
+        ToWorkerView::Refused { reason } => return Err(WorkerError::Refused { worker, reason }),
         other => {
             return Err(WorkerError::Protocol {
                 worker,
@@ -140,13 +164,14 @@ pub fn serve(
             }
             reader.shrink();
         }
-        let msg: ToWorker = match next_message(&mut reader, &mut *conn) {
-            Ok(m) => m,
-            Err(WireError::Closed) => return Ok(()),
+        let body = match next_body(&mut reader, &mut *conn, id.max_frame) {
+            Ok(b) => b,
+            Err(WireError::Closed) => return Ok(Ending::Closed),
             Err(e) => return Err(wire(e)),
         };
+        let msg: ToWorkerView<'_> = decode_borrowed(body).map_err(wire)?;
         let answer = match msg {
-            ToWorker::Run {
+            ToWorkerView::Run {
                 task,
                 function,
                 seed,
@@ -158,7 +183,7 @@ pub fn serve(
                     worker: Some(worker),
                 };
                 let t0 = Instant::now();
-                let res = catch_unwind(AssertUnwindSafe(|| registry.call(&function, &ctx, &args)));
+                let res = catch_unwind(AssertUnwindSafe(|| registry.call(function, &ctx, args)));
                 let busy_ns = t0.elapsed().as_nanos() as u64;
                 ewma_busy_ns = 0.8 * ewma_busy_ns + 0.2 * busy_ns as f64;
                 match res {
@@ -181,13 +206,13 @@ pub fn serve(
                     },
                 }
             }
-            ToWorker::AddModule {
+            ToWorkerView::AddModule {
                 seq,
                 key,
                 type_name,
                 state,
             } => {
-                let error = match registry.construct(&type_name, &state) {
+                let error = match registry.construct(&type_name, state) {
                     Ok(m) => {
                         store.insert(&key, m);
                         None
@@ -196,14 +221,14 @@ pub fn serve(
                 };
                 FromWorker::Ack { seq, error }
             }
-            ToWorker::RemoveModule { seq, key } => {
+            ToWorkerView::RemoveModule { seq, key } => {
                 let error = match store.remove(&key) {
                     Some(_) => None,
                     None => Some(format!("no module '{key}' to remove")),
                 };
                 FromWorker::Ack { seq, error }
             }
-            ToWorker::SetAttributes {
+            ToWorkerView::SetAttributes {
                 seq,
                 key,
                 attributes,
@@ -220,13 +245,13 @@ pub fn serve(
                 };
                 FromWorker::Ack { seq, error }
             }
-            ToWorker::Shutdown => {
+            ToWorkerView::Shutdown => {
                 if !out.is_empty() {
                     conn.write_all(&out).map_err(|e| wire(e.into()))?;
                 }
-                return Ok(());
+                return Ok(Ending::Shutdown);
             }
-            other @ (ToWorker::Welcome { .. } | ToWorker::Refused { .. }) => {
+            other @ (ToWorkerView::Welcome { .. } | ToWorkerView::Refused { .. }) => {
                 return Err(WorkerError::Protocol {
                     worker,
                     what: format!("{other:?} after the handshake"),
@@ -243,11 +268,15 @@ pub fn serve(
     }
 }
 
-/// Blocks until one whole message is buffered and decodes it.
-fn next_message(reader: &mut FrameReader, conn: &mut dyn Connection) -> Result<ToWorker, WireError> {
-    loop {
-        if let Some(body) = reader.next_frame()? {
-            return decode(body);
+/// Blocks until one whole frame is buffered and returns its body.
+fn next_body<'r>(
+    reader: &'r mut FrameReader,
+    conn: &mut dyn Connection,
+    max: usize,
+) -> Result<&'r [u8], WireError> {
+    while !reader.has_frame() {
+        if let Some(len) = reader.oversized() {
+            return Err(WireError::TooLarge { len, max });
         }
         let pending = reader.pending();
         match reader.fill_from(conn) {
@@ -263,4 +292,5 @@ fn next_message(reader: &mut FrameReader, conn: &mut dyn Connection) -> Result<T
             Err(e) => return Err(e.into()),
         }
     }
+    reader.next_frame()?.ok_or(WireError::Closed)
 }

@@ -81,6 +81,11 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     Ok(rmp_serde::from_slice(body)?)
 }
 
+/// Decodes a frame body into a type that may borrow from it (zero-copy bytes).
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
+    Ok(rmp_serde::from_slice(body)?)
+}
+
 /// Writes one message as a frame (blocking).
 pub fn write_frame<T: Serialize, W: Write>(w: &mut W, msg: &T) -> Result<(), WireError> {
     let buf = encode_frame(msg)?;
@@ -115,12 +120,7 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(r: &mut R, max: usize) -> Result
     let mut got = 0;
     while got < len {
         match r.read(&mut body[got..]) {
-            Ok(0) => {
-                return Err(WireError::Truncated {
-                    got,
-                    expected: len,
-                })
-            }
+            Ok(0) => return Err(WireError::Truncated { got, expected: len }),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
@@ -132,17 +132,28 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(r: &mut R, max: usize) -> Result
 /// An incremental frame splitter for a byte stream: feed it whatever the socket
 /// returned, take out complete frame bodies. Used on non-blocking sockets, where one
 /// read may hold several frames or part of one.
+///
+/// Small frames share one reusable buffer. A frame larger than [`BIG_FRAME`] gets a
+/// buffer of its own, read into directly and released once the frame is consumed,
+/// so a large attribute costs one copy out of the kernel and no lasting memory.
 #[derive(Debug)]
 pub struct FrameReader {
     /// Initialised storage; bytes `start..end` are received but not yet consumed.
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// A large frame being received: its whole frame buffer and how much is filled.
+    big: Option<(Vec<u8>, usize)>,
+    /// The large frame was handed out; drop it at the next call.
+    big_done: bool,
     max: usize,
 }
 
 /// Size of the read buffer kept between frames.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames at least this long (prefix included) are received into their own buffer.
+pub const BIG_FRAME: usize = 1 << 20;
 
 impl FrameReader {
     /// A reader refusing frames longer than `max` bytes.
@@ -151,13 +162,44 @@ impl FrameReader {
             buf: vec![0u8; READ_CHUNK],
             start: 0,
             end: 0,
+            big: None,
+            big_done: false,
             max,
+        }
+    }
+
+    fn release_big(&mut self) {
+        if self.big_done {
+            self.big = None;
+            self.big_done = false;
         }
     }
 
     /// Reads once from `r` into the internal buffer. Returns the number of bytes read
     /// (0 means end of stream). `WouldBlock` and other errors are passed through.
     pub fn fill_from<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<usize> {
+        self.release_big();
+        if let Some((big, filled)) = self.big.as_mut() {
+            if *filled < big.len() {
+                let n = r.read(&mut big[*filled..])?;
+                *filled += n;
+                return Ok(n);
+            }
+            // Complete but not yet taken: later bytes go to the small buffer.
+        }
+        if let (None, Some(total)) = (&self.big, self.frame_total()) {
+            let have = self.end - self.start;
+            if total >= BIG_FRAME && have < total {
+                // `vec!` of zeros maps fresh pages: no memset, one copy from the kernel.
+                let mut big = vec![0u8; total];
+                big[..have].copy_from_slice(&self.buf[self.start..self.end]);
+                self.start = 0;
+                self.end = 0;
+                let n = r.read(&mut big[have..])?;
+                self.big = Some((big, have + n));
+                return Ok(n);
+            }
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -165,7 +207,6 @@ impl FrameReader {
         // Room for the whole frame at the head (when its size is known), else a chunk.
         let need = self.frame_total().unwrap_or(0).max(READ_CHUNK);
         if self.buf.len() - self.start < need {
-            // Move the partial frame to the front, then grow if still too small.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -207,6 +248,14 @@ impl FrameReader {
     /// The next complete frame body, if the buffer holds one. A prefix announcing more
     /// than the maximum is an error at once, before the body arrives.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, WireError> {
+        self.release_big();
+        if let Some((big, filled)) = &self.big {
+            if *filled < big.len() {
+                return Ok(None);
+            }
+            self.big_done = true;
+            return Ok(self.big.as_ref().map(|(b, _)| &b[HEADER_LEN..]));
+        }
         let avail = self.end - self.start;
         if avail < HEADER_LEN {
             return Ok(None);
@@ -223,20 +272,38 @@ impl FrameReader {
         Ok(Some(&self.buf[body_start..body_start + len]))
     }
 
+    /// The announced length of the frame at the head if it exceeds the maximum:
+    /// such a stream is broken and must be closed.
+    pub fn oversized(&self) -> Option<usize> {
+        if self.big.is_some() || self.end - self.start < HEADER_LEN {
+            return None;
+        }
+        let len = self.peek_len();
+        (len > self.max).then_some(len)
+    }
+
     /// True when a complete frame is buffered.
     pub fn has_frame(&self) -> bool {
+        if let Some((big, filled)) = &self.big {
+            return !self.big_done && *filled == big.len();
+        }
         let avail = self.end - self.start;
         avail >= HEADER_LEN && avail >= HEADER_LEN + self.peek_len()
     }
 
     /// Bytes buffered but not yet returned as frames.
     pub fn pending(&self) -> usize {
-        self.end - self.start
+        let big = match &self.big {
+            Some((_, filled)) if !self.big_done => *filled,
+            _ => 0,
+        };
+        big + self.end - self.start
     }
 
-    /// Releases a large buffer after a big frame has been consumed, so a worker does
-    /// not keep holding the memory of its largest message.
+    /// Releases memory held after a large frame has been consumed, so a worker does
+    /// not keep the memory of its largest message.
     pub fn shrink(&mut self) {
+        self.release_big();
         if self.buf.len() > 4 * READ_CHUNK && self.end - self.start < READ_CHUNK {
             let mut small = vec![0u8; READ_CHUNK];
             let n = self.end - self.start;
@@ -272,7 +339,13 @@ mod tests {
         let err = read_frame::<String, _>(&mut &[][..], 1024).unwrap_err();
         assert!(matches!(err, WireError::Closed));
         let err = read_frame::<String, _>(&mut &[1u8, 0][..], 1024).unwrap_err();
-        assert!(matches!(err, WireError::Truncated { got: 2, expected: 4 }));
+        assert!(matches!(
+            err,
+            WireError::Truncated {
+                got: 2,
+                expected: 4
+            }
+        ));
     }
 
     #[test]
@@ -301,6 +374,32 @@ mod tests {
         for (i, v) in out.iter().enumerate() {
             assert_eq!(v, &vec![i as u32; i]);
         }
+        assert_eq!(fr.pending(), 0);
+    }
+
+    #[test]
+    fn big_frames_get_their_own_buffer_and_release_it() {
+        let mut stream = Vec::new();
+        encode_frame_into(&vec![1u8; 10], &mut stream).unwrap();
+        let big = serde_bytes::ByteBuf::from(vec![7u8; 3 * BIG_FRAME]);
+        encode_frame_into(&big, &mut stream).unwrap();
+        encode_frame_into(&vec![2u8; 10], &mut stream).unwrap();
+        let mut fr = FrameReader::new(1 << 30);
+        let mut got: Vec<usize> = Vec::new();
+        for chunk in stream.chunks(100_003) {
+            let mut c = chunk;
+            while !c.is_empty() {
+                let n = fr.fill_from(&mut c).unwrap();
+                assert!(n > 0);
+                while let Some(body) = fr.next_frame().unwrap() {
+                    got.push(body.len());
+                }
+            }
+        }
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[1] > 3 * BIG_FRAME);
+        fr.shrink();
+        assert!(fr.big.is_none());
         assert_eq!(fr.pending(), 0);
     }
 }

@@ -15,9 +15,10 @@ mod frame;
 mod message;
 
 pub use frame::{
-    decode, encode_frame, encode_frame_into, read_frame, write_frame, FrameReader, WireError,
-    DEFAULT_MAX_FRAME, HEADER_LEN,
+    decode, decode_borrowed, encode_frame, encode_frame_into, read_frame, write_frame, FrameReader,
+    WireError, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 pub use message::{
-    FailureKind, ForkReply, ForkRequest, FromWorker, Hello, ToWorker, ToWorkerRef, PROTOCOL_VERSION,
+    set_attributes_pieces, FailureKind, ForkReply, ForkRequest, FromWorker, Hello, ToWorker,
+    ToWorkerRef, ToWorkerView, PROTOCOL_VERSION,
 };

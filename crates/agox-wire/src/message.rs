@@ -112,6 +112,117 @@ pub enum ToWorkerRef<'a> {
     },
 }
 
+/// A borrowing view of [`ToWorker`] for decoding: bulk bytes (arguments, module
+/// state, attribute values) point into the received frame instead of being copied
+/// out of it. Workers decode with this; it accepts exactly what [`ToWorker`] encodes.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "ToWorker")]
+pub enum ToWorkerView<'a> {
+    /// See [`ToWorker::Welcome`].
+    Welcome {
+        /// Number of workers in the pool.
+        pool_size: u32,
+    },
+    /// See [`ToWorker::Refused`].
+    Refused {
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// See [`ToWorker::AddModule`].
+    AddModule {
+        /// Sequence number.
+        seq: u64,
+        /// The pool key.
+        key: String,
+        /// Registered type name.
+        type_name: String,
+        /// The serialized module.
+        #[serde(borrow)]
+        state: &'a serde_bytes::Bytes,
+    },
+    /// See [`ToWorker::RemoveModule`].
+    RemoveModule {
+        /// Sequence number.
+        seq: u64,
+        /// The pool key.
+        key: String,
+    },
+    /// See [`ToWorker::SetAttributes`].
+    SetAttributes {
+        /// Sequence number.
+        seq: u64,
+        /// The pool key.
+        key: String,
+        /// (attribute name, encoded value) pairs.
+        #[serde(borrow)]
+        attributes: Vec<(&'a str, &'a serde_bytes::Bytes)>,
+    },
+    /// See [`ToWorker::Run`].
+    Run {
+        /// Task id.
+        task: u64,
+        /// Function name.
+        function: &'a str,
+        /// The task's seed.
+        seed: u64,
+        /// Encoded arguments.
+        #[serde(borrow)]
+        args: &'a serde_bytes::Bytes,
+    },
+    /// See [`ToWorker::Shutdown`].
+    Shutdown,
+}
+
+/// Encodes a [`ToWorker::SetAttributes`] frame as pieces, without copying the
+/// attribute values: the returned `prefixes` interleave with the values as
+/// `prefixes[0], values[0], prefixes[1], values[1], …`, and their concatenation is
+/// byte for byte the frame [`encode_frame`](crate::encode_frame) would produce. A
+/// large attribute can then be written to every worker straight from the one buffer
+/// that holds it.
+pub fn set_attributes_pieces(
+    seq: u64,
+    key: &str,
+    attributes: &[(&str, &[u8])],
+) -> Result<Vec<Vec<u8>>, crate::WireError> {
+    use rmp::encode as enc;
+    fn io(e: impl std::fmt::Display) -> crate::WireError {
+        crate::WireError::Io(std::io::Error::other(e.to_string()))
+    }
+    let mut pieces: Vec<Vec<u8>> = Vec::with_capacity(attributes.len().max(1));
+    let mut cur = vec![0u8; crate::HEADER_LEN];
+    enc::write_map_len(&mut cur, 1).map_err(io)?;
+    enc::write_str(&mut cur, "SetAttributes").map_err(io)?;
+    enc::write_map_len(&mut cur, 3).map_err(io)?;
+    enc::write_str(&mut cur, "seq").map_err(io)?;
+    enc::write_uint(&mut cur, seq).map_err(io)?;
+    enc::write_str(&mut cur, "key").map_err(io)?;
+    enc::write_str(&mut cur, key).map_err(io)?;
+    enc::write_str(&mut cur, "attributes").map_err(io)?;
+    enc::write_array_len(&mut cur, attributes.len() as u32).map_err(io)?;
+    for (name, value) in attributes {
+        enc::write_array_len(&mut cur, 2).map_err(io)?;
+        enc::write_str(&mut cur, name).map_err(io)?;
+        let len = u32::try_from(value.len()).map_err(|_| crate::WireError::TooLarge {
+            len: value.len(),
+            max: u32::MAX as usize,
+        })?;
+        enc::write_bin_len(&mut cur, len).map_err(io)?;
+        pieces.push(std::mem::take(&mut cur));
+    }
+    if attributes.is_empty() {
+        pieces.push(cur);
+    }
+    let total = pieces.iter().map(Vec::len).sum::<usize>()
+        + attributes.iter().map(|(_, v)| v.len()).sum::<usize>()
+        - crate::HEADER_LEN;
+    let total = u32::try_from(total).map_err(|_| crate::WireError::TooLarge {
+        len: total,
+        max: u32::MAX as usize,
+    })?;
+    pieces[0][..crate::HEADER_LEN].copy_from_slice(&total.to_le_bytes());
+    Ok(pieces)
+}
+
 /// How a task failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
@@ -210,15 +321,20 @@ mod tests {
     }
 
     fn hello() -> impl Strategy<Value = Hello> {
-        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u64>(), ".{0,40}").prop_map(
-            |(protocol, worker_id, pid, fingerprint, token)| Hello {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            ".{0,40}",
+        )
+            .prop_map(|(protocol, worker_id, pid, fingerprint, token)| Hello {
                 protocol,
                 worker_id,
                 pid,
                 fingerprint,
                 token,
-            },
-        )
+            })
     }
 
     fn to_worker() -> impl Strategy<Value = ToWorker> {
@@ -244,14 +360,14 @@ mod tests {
                     key,
                     attributes
                 }),
-            (any::<u64>(), ".*", any::<u64>(), bytes()).prop_map(
-                |(task, function, seed, args)| ToWorker::Run {
+            (any::<u64>(), ".*", any::<u64>(), bytes()).prop_map(|(task, function, seed, args)| {
+                ToWorker::Run {
                     task,
                     function,
                     seed,
-                    args
+                    args,
                 }
-            ),
+            }),
             Just(ToWorker::Shutdown),
         ]
     }
@@ -349,6 +465,62 @@ mod tests {
                 task: seq, function: &key, seed, args: serde_bytes::Bytes::new(&value),
             };
             prop_assert_eq!(encode_frame(&owned).unwrap(), encode_frame(&borrowed).unwrap());
+        }
+
+        #[test]
+        fn pieces_concatenate_to_the_frame(seq in any::<u64>(), key in ".*",
+                                           attrs in proptest::collection::vec((".*", bytes()), 0..4)) {
+            let refs: Vec<(&str, &[u8])> = attrs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            let pieces = set_attributes_pieces(seq, &key, &refs).unwrap();
+            let mut joined = Vec::new();
+            for (i, p) in pieces.iter().enumerate() {
+                joined.extend_from_slice(p);
+                if let Some((_, v)) = refs.get(i) {
+                    joined.extend_from_slice(v);
+                }
+            }
+            let owned = ToWorker::SetAttributes {
+                seq,
+                key: key.clone(),
+                attributes: attrs.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
+            };
+            prop_assert_eq!(&joined, &encode_frame(&owned).unwrap());
+            // And the borrowing view decodes it to the same values.
+            let view: ToWorkerView<'_> = crate::decode_borrowed(&joined[HEADER_LEN..]).unwrap();
+            match view {
+                ToWorkerView::SetAttributes { seq: s2, key: k2, attributes: a2 } => {
+                    prop_assert_eq!(s2, seq);
+                    prop_assert_eq!(k2, key);
+                    prop_assert_eq!(a2.len(), attrs.len());
+                    for ((n, v), (n2, v2)) in attrs.iter().zip(a2) {
+                        prop_assert_eq!(n.as_str(), n2);
+                        prop_assert_eq!(v.as_slice(), &v2[..]);
+                    }
+                }
+                other => prop_assert!(false, "decoded {:?}", other),
+            }
+        }
+
+        #[test]
+        fn view_decodes_every_to_worker(msg in to_worker()) {
+            let frame = encode_frame(&msg).unwrap();
+            let view: ToWorkerView<'_> = crate::decode_borrowed(&frame[HEADER_LEN..]).unwrap();
+            let same = match (&msg, view) {
+                (ToWorker::Welcome { pool_size }, ToWorkerView::Welcome { pool_size: p }) => *pool_size == p,
+                (ToWorker::Refused { reason }, ToWorkerView::Refused { reason: r }) => *reason == r,
+                (ToWorker::AddModule { seq, key, type_name, state },
+                 ToWorkerView::AddModule { seq: s, key: k, type_name: t, state: st }) =>
+                    *seq == s && *key == k && *type_name == t && state.as_slice() == &st[..],
+                (ToWorker::RemoveModule { seq, key }, ToWorkerView::RemoveModule { seq: s, key: k }) =>
+                    *seq == s && *key == k,
+                (ToWorker::SetAttributes { seq, attributes, .. }, ToWorkerView::SetAttributes { seq: s, attributes: a, .. }) =>
+                    *seq == s && attributes.len() == a.len(),
+                (ToWorker::Run { task, function, seed, args }, ToWorkerView::Run { task: t, function: f, seed: s, args: a }) =>
+                    *task == t && function == f && *seed == s && args.as_slice() == &a[..],
+                (ToWorker::Shutdown, ToWorkerView::Shutdown) => true,
+                _ => false,
+            };
+            prop_assert!(same);
         }
 
         #[test]

@@ -1,0 +1,260 @@
+//! Process-level behaviour that needs a `main` of its own: this binary is also the
+//! exec'd worker (`… worker --connect ADDRESS --id N`) and a driver that a test kills.
+//!
+//! Run with `cargo test --test processes`. Prints one line per check and a closing
+//! `N passed, M failed` line.
+
+use agox::pool::{
+    worker_main, Launcher, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
+};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Serialize, Deserialize, Default)]
+struct Counter {
+    value: u64,
+}
+
+impl Module for Counter {
+    const TYPE_NAME: &'static str = "Counter";
+}
+
+fn registry(extra: bool) -> Registry {
+    let mut r = Registry::new();
+    r.module::<Counter>();
+    r.function("square", |_: &TaskContext, x: u64| {
+        Ok::<_, TaskError>(x * x)
+    });
+    r.function("incr", |ctx: &TaskContext, c: Link<Counter>| {
+        let mut c = ctx.module(&c)?;
+        c.value += 1;
+        Ok::<_, TaskError>(c.value)
+    });
+    r.function("pid", |_: &TaskContext, ()| {
+        Ok::<_, TaskError>(std::process::id())
+    });
+    r.function("sleep", |_: &TaskContext, ms: u64| {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok::<_, TaskError>(ms)
+    });
+    if extra {
+        r.function("extra", |_: &TaskContext, ()| Ok::<_, TaskError>(()));
+    }
+    r
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+fn exe() -> PathBuf {
+    std::env::current_exe().expect("own executable")
+}
+
+/// Workers started by executing this binary get the same registry and serve.
+fn exec_workers_serve() -> Result<(), String> {
+    let cfg = PoolConfig {
+        launcher: Launcher::Command {
+            program: exe(),
+            args: vec![],
+        },
+        ..PoolConfig::with_workers(2)
+    };
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
+    let square = agox::pool::FnHandle::<u64, u64>::new("square");
+    let out = pool.map(&square, 0..20u64).map_err(|e| e.to_string())?;
+    if out != (0..20u64).map(|x| x * x).collect::<Vec<_>>() {
+        return Err(format!("wrong results {out:?}"));
+    }
+    let pids = pool.worker_pids();
+    // The token travels on stdin, never on the command line.
+    for pid in &pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains("worker --connect") {
+            return Err(format!("unexpected worker command line: {cmdline}"));
+        }
+        if cmdline.contains("token") {
+            return Err(format!("token visible on the command line: {cmdline}"));
+        }
+    }
+    let dir = PathBuf::from(pool.address().unwrap_or_default())
+        .parent()
+        .map(Path::to_path_buf);
+    drop(pool);
+    for pid in pids {
+        if !eventually(Duration::from_secs(3), || !alive(pid)) {
+            return Err(format!("exec'd worker {pid} outlived the pool"));
+        }
+    }
+    if dir.is_some_and(|d| d.exists()) {
+        return Err("socket directory left behind".into());
+    }
+    Ok(())
+}
+
+/// A worker built with a different registry is refused, naming both fingerprints.
+fn registry_mismatch_is_refused() -> Result<(), String> {
+    let mut cfg = PoolConfig {
+        launcher: Launcher::Command {
+            program: exe(),
+            args: vec!["--extra-registry".into()],
+        },
+        ..PoolConfig::with_workers(1)
+    };
+    cfg.connect_timeout = Duration::from_secs(3);
+    match Pool::start(registry(false), cfg) {
+        Ok(_) => Err("a worker with another registry was accepted".into()),
+        Err(e) => {
+            let text = e.to_string();
+            let ours = format!("{:016x}", registry(false).fingerprint());
+            let theirs = format!("{:016x}", registry(true).fingerprint());
+            if text.contains("registry mismatch") && text.contains(&ours) && text.contains(&theirs)
+            {
+                Ok(())
+            } else {
+                Err(format!("unexpected error: {text}"))
+            }
+        }
+    }
+}
+
+/// The driver process is SIGKILLed: its workers exit and the socket directory goes.
+fn killed_driver_leaves_nothing(mode: &str) -> Result<(), String> {
+    let mut child = Command::new(exe())
+        .arg("driver")
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let mut parts = line.split_whitespace();
+    let socket = PathBuf::from(parts.next().ok_or("driver printed nothing")?);
+    let pids: Vec<u32> = parts.filter_map(|p| p.parse().ok()).collect();
+    if pids.len() != 2 || pids.iter().any(|p| !alive(*p)) {
+        return Err(format!("driver reported {line:?}"));
+    }
+    child.kill().map_err(|e| e.to_string())?; // SIGKILL
+    child.wait().map_err(|e| e.to_string())?;
+    for pid in &pids {
+        if !eventually(Duration::from_secs(3), || !alive(*pid)) {
+            return Err(format!("worker {pid} outlived its killed driver ({mode})"));
+        }
+    }
+    let dir = socket.parent().map(Path::to_path_buf).unwrap_or_default();
+    if !eventually(Duration::from_secs(3), || !dir.exists()) {
+        return Err(format!(
+            "socket directory {} left behind ({mode})",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Child mode: start a pool, report, then run a long task until killed.
+fn driver(mode: &str) -> ! {
+    let mut cfg = PoolConfig::with_workers(2);
+    if mode == "exec" {
+        cfg.launcher = Launcher::Command {
+            program: exe(),
+            args: vec![],
+        };
+    }
+    let pool = match Pool::start(registry(false), cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("driver: {e}");
+            std::process::exit(2)
+        }
+    };
+    let pids: Vec<String> = pool.worker_pids().iter().map(|p| p.to_string()).collect();
+    println!("{} {}", pool.address().unwrap_or_default(), pids.join(" "));
+    let sleep = agox::pool::FnHandle::<u64, u64>::new("sleep");
+    // Workers are busy in a long task when the driver dies.
+    let _ = pool.map(&sleep, [60_000u64, 60_000]);
+    std::process::exit(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Exec'd worker: `[--extra-registry] worker --connect ADDRESS --id N`.
+    if let Some(i) = args.iter().position(|a| a == "worker") {
+        let extra = args.iter().any(|a| a == "--extra-registry");
+        let get = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|j| args.get(j + 1))
+                .cloned()
+        };
+        let (Some(address), Some(id)) =
+            (get("--connect"), get("--id").and_then(|s| s.parse().ok()))
+        else {
+            eprintln!(
+                "usage: {} worker --connect ADDRESS --id N (got {:?})",
+                args[0],
+                &args[i..]
+            );
+            std::process::exit(2)
+        };
+        std::process::exit(worker_main(
+            &registry(extra),
+            &address,
+            id,
+            agox::wire::DEFAULT_MAX_FRAME,
+        ));
+    }
+    if args.get(1).map(String::as_str) == Some("driver") {
+        driver(args.get(2).map(String::as_str).unwrap_or("fork"));
+    }
+    let checks: Vec<(&str, fn() -> Result<(), String>)> = vec![
+        ("exec_workers_serve", exec_workers_serve),
+        ("registry_mismatch_is_refused", registry_mismatch_is_refused),
+        ("killed_driver_leaves_nothing (fork)", || {
+            killed_driver_leaves_nothing("fork")
+        }),
+        ("killed_driver_leaves_nothing (exec)", || {
+            killed_driver_leaves_nothing("exec")
+        }),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, check) in checks {
+        match check() {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
