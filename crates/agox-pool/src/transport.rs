@@ -83,9 +83,18 @@ impl Connection for UnixConnection {
 impl UnixConnection {
     fn from_stream(s: Stream) -> Self {
         let fd: OwnedFd = s.into();
-        UnixConnection(UnixStream::from(fd))
+        let stream = UnixStream::from(fd);
+        // A large send buffer lets a big attribute be queued in a few writes instead
+        // of ~40 buffer-sized hand-offs. The kernel caps it at net.core.wmem_max;
+        // failing to raise it only costs speed.
+        let _ =
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
+        UnixConnection(stream)
     }
 }
+
+/// Requested socket send buffer (bytes).
+const SEND_BUFFER: usize = 4 << 20;
 
 /// Connects a worker to the coordinator at `address` (a socket path).
 pub fn connect(address: &str) -> io::Result<Box<dyn Connection>> {
