@@ -1,5 +1,10 @@
-//! agox-rs facade: re-exports the workspace crates.
+#![doc = include_str!("../README.md")]
+
+/// Structures, potentials, optimizers and extxyz (`agox-atoms`).
 pub use agox_atoms as atoms;
+/// The worker pool (`agox-pool`).
 pub use agox_pool as pool;
+/// AGOX's search on the pool (`agox-search`).
 pub use agox_search as search;
+/// The protocol between coordinator and workers (`agox-wire`).
 pub use agox_wire as wire;
