@@ -585,8 +585,7 @@ impl Core {
             }
         }
         // Then the shared queue, round robin over workers with room.
-        loop {
-            let Some(&id) = self.queue.front() else { break };
+        while let Some(&id) = self.queue.front() {
             let Some(task) = self.tasks.get(&id) else {
                 self.queue.pop_front();
                 continue;
@@ -855,6 +854,19 @@ impl Core {
         worker.tasks_run += 1;
         worker.busy_ns += busy_ns;
         let alone = worker.in_flight.is_empty();
+        // The next task in this worker's window starts running now: its timeout
+        // counts from here, not from when it was queued behind this one.
+        if pos == Some(0) {
+            if let Some(next) = worker.in_flight.first().copied() {
+                if let Some(Task {
+                    state: TaskState::Running { since },
+                    ..
+                }) = self.tasks.get_mut(&next)
+                {
+                    *since = Instant::now();
+                }
+            }
+        }
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -1169,28 +1181,26 @@ impl Core {
         let n_live = self.workers.iter().filter(|w| w.alive()).count();
         for i in 0..self.modules.len() {
             let rec = &self.modules[i];
-            let attrs: Vec<&'static str>;
-            let changed: Vec<(&'static str, u64, Vec<u8>)> = {
-                let read =
-                    |m: &dyn ErasedModule| -> Result<Vec<(&'static str, u64, Vec<u8>)>, PoolError> {
-                        let mut out = Vec::new();
-                        for &name in m.attribute_names() {
-                            if let Some((_, Some(list))) = only {
-                                if !list.contains(&name) {
-                                    continue;
-                                }
-                            }
-                            let bytes = m.get_attribute(name).map_err(|e| PoolError::Codec {
-                                what: format!("module '{}'", rec.key),
-                                message: e.to_string(),
-                            })?;
-                            let h = xxhash_rust::xxh3::xxh3_64(&bytes);
-                            if rec.sent.get(name).map(|(old, _)| *old) != Some(h) {
-                                out.push((name, h, bytes));
+            let changed: Changed = {
+                let read = |m: &dyn ErasedModule| -> Result<Changed, PoolError> {
+                    let mut out = Vec::new();
+                    for &name in m.attribute_names() {
+                        if let Some((_, Some(list))) = only {
+                            if !list.contains(&name) {
+                                continue;
                             }
                         }
-                        Ok(out)
-                    };
+                        let bytes = m.get_attribute(name).map_err(|e| PoolError::Codec {
+                            what: format!("module '{}'", rec.key),
+                            message: e.to_string(),
+                        })?;
+                        let h = xxhash_rust::xxh3::xxh3_64(&bytes);
+                        if rec.sent.get(name).map(|(old, _)| *old) != Some(h) {
+                            out.push((name, h, bytes));
+                        }
+                    }
+                    Ok(out)
+                };
                 match only {
                     Some((key, _)) if key != rec.key => continue,
                     Some((_, _)) => match source {
@@ -1226,7 +1236,7 @@ impl Core {
             if changed.is_empty() {
                 continue;
             }
-            attrs = changed.iter().map(|c| c.0).collect();
+            let attrs: Vec<&'static str> = changed.iter().map(|c| c.0).collect();
             let key = rec.key.clone();
             report.modules += 1;
             report.attributes += changed.len();
@@ -1300,6 +1310,9 @@ impl Core {
         self.endpoint = None;
     }
 }
+
+/// Changed attributes: (name, hash, encoded value).
+type Changed = Vec<(&'static str, u64, Vec<u8>)>;
 
 /// A `SetAttributes` frame as shared pieces: small encoded prefixes between the
 /// attribute values, which are not copied.

@@ -397,6 +397,12 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
     for (k, v) in WORKER_ENV {
         std::env::set_var(k, v);
     }
+    // Ctrl-C reaches the whole process group; the coordinator decides what a run
+    // does about it, so workers do not die of it.
+    // SAFETY: installing SIG_IGN is always sound.
+    unsafe {
+        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+    }
     start_watchdog(address);
     run_worker(worker_id, registry, address.to_string(), token, max_frame)
 }
