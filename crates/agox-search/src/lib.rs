@@ -7,9 +7,15 @@
 //! * [`script`]: the TOML script a user runs, parsed and validated before anything
 //!   starts (`docs/script-reference.md`).
 
+pub mod calculator;
 pub mod candidate;
 pub mod db;
+pub mod environment;
+pub mod generators;
+pub mod registry;
+pub mod samplers;
 pub mod script;
+pub mod search;
 
 pub use candidate::{Candidate, CandidateMeta};
 pub use db::{Database, DbError};

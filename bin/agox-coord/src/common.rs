@@ -1,0 +1,329 @@
+//! What `calc` and `relax` share: the potential flags, reading the input,
+//! starting the pool with the calculator on it, collecting results in input
+//! order, the progress bar, and writing outputs (atomically for files).
+
+use agox_atoms::extxyz::{self, Column, ColumnData, Frame};
+use agox_atoms::Evaluation;
+use agox_pool::{default_workers, FnHandle, Handle, Launcher, Pool, PoolConfig};
+use agox_search::calculator::{CalculatorModule, CalculatorSpec};
+use agox_search::registry::{self, SearchFns};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{de::DeserializeOwned, Serialize};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The potentials the command line offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PotentialKind {
+    /// ASE-compatible EMT (H, C, N, O, Al, Ni, Cu, Pd, Ag, Pt, Au)
+    Emt,
+    /// Lennard-Jones (ASE's LennardJones, smooth=False)
+    Lj,
+}
+
+/// `--potential` and its parameters.
+#[derive(Debug, Args)]
+pub struct PotentialArgs {
+    /// The potential
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub potential: PotentialKind,
+    /// Lennard-Jones well depth ε [default: 1]
+    #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
+    pub lj_epsilon: Option<f64>,
+    /// Lennard-Jones length scale σ [default: 1]
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    pub lj_sigma: Option<f64>,
+    /// Lennard-Jones pair cutoff [default: 3σ]
+    #[arg(long, value_name = "RC", allow_negative_numbers = true)]
+    pub lj_cutoff: Option<f64>,
+    /// Do not shift Lennard-Jones pair energies to zero at the cutoff
+    #[arg(long)]
+    pub lj_no_shift: bool,
+}
+
+impl PotentialArgs {
+    /// The calculator these flags describe, validated.
+    pub fn spec(&self) -> Result<CalculatorSpec> {
+        let spec = match self.potential {
+            PotentialKind::Emt => {
+                if self.lj_epsilon.is_some()
+                    || self.lj_sigma.is_some()
+                    || self.lj_cutoff.is_some()
+                    || self.lj_no_shift
+                {
+                    bail!("the --lj-* options apply only to --potential lj");
+                }
+                CalculatorSpec::Emt
+            }
+            PotentialKind::Lj => {
+                let sigma = self.lj_sigma.unwrap_or(1.0);
+                CalculatorSpec::Lj {
+                    epsilon: self.lj_epsilon.unwrap_or(1.0),
+                    sigma,
+                    cutoff: self.lj_cutoff.unwrap_or(3.0 * sigma),
+                    shift: !self.lj_no_shift,
+                }
+            }
+        };
+        spec.validate().context("invalid potential parameters")?;
+        Ok(spec)
+    }
+}
+
+/// How workers are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LauncherKind {
+    /// Fork this process (through a fork server)
+    Fork,
+    /// Execute `agox-coord worker` for each worker
+    Exec,
+}
+
+/// Input, output and pool flags common to `calc` and `relax`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input extxyz file, any number of frames (`-` reads standard input)
+    #[arg(value_name = "IN.xyz")]
+    pub input: PathBuf,
+    /// Output extxyz file [default: standard output]
+    #[arg(short, long, value_name = "OUT.xyz")]
+    pub output: Option<PathBuf>,
+    /// Worker processes; 0 runs in this process [default: SLURM_NTASKS or the number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// How worker processes are started
+    #[arg(long, value_enum, default_value_t = LauncherKind::Fork, value_name = "HOW")]
+    pub launcher: LauncherKind,
+    /// No progress bar and no warnings on standard error
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The input's name as shown in messages.
+    pub fn input_name(&self) -> String {
+        display_name(&self.input)
+    }
+}
+
+/// A path as shown in messages (`-` is standard input).
+pub fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Reads every frame of the input; errors name the file, frame, line and field.
+pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
+    let name = display_name(path);
+    if path.as_os_str() == "-" {
+        let stdin = std::io::stdin();
+        return extxyz::read(stdin.lock()).with_context(|| format!("reading {name}"));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+    extxyz::read(BufReader::new(file)).with_context(|| format!("reading {name}"))
+}
+
+/// A running pool with the calculator added to it.
+pub struct Session {
+    /// The pool (0 workers: in process).
+    pub pool: Pool,
+    /// The program's function handles.
+    pub fns: SearchFns,
+    /// The driver's copy of the calculator module.
+    pub calculator: Handle<CalculatorModule>,
+}
+
+/// Starts a pool sized for `n_frames` frames (never more workers than frames)
+/// and adds the calculator to it.
+pub fn start_session(
+    spec: CalculatorSpec,
+    workers: Option<usize>,
+    launcher: LauncherKind,
+    n_frames: usize,
+) -> Result<Session> {
+    let workers = workers.unwrap_or_else(default_workers).min(n_frames);
+    let (registry, fns) = registry::build();
+    let mut config = PoolConfig::with_workers(workers);
+    if launcher == LauncherKind::Exec {
+        let program =
+            std::env::current_exe().context("cannot find this program's path to start workers")?;
+        config.launcher = Launcher::Command {
+            program,
+            args: Vec::new(),
+        };
+    }
+    let pool =
+        Pool::start(registry, config).with_context(|| format!("starting {workers} workers"))?;
+    let calculator = pool
+        .add_module("calculator", CalculatorModule::new(spec))
+        .context("sending the calculator to the workers")?;
+    Ok(Session {
+        pool,
+        fns,
+        calculator,
+    })
+}
+
+/// A progress bar on standard error when it is a terminal, there is more than
+/// one frame and `quiet` is off; hidden otherwise.
+pub fn progress_bar(n_frames: usize, quiet: bool, verb: &str) -> ProgressBar {
+    if quiet || n_frames <= 1 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n_frames as u64);
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} frames, {elapsed} elapsed, ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(verb.to_string());
+    bar
+}
+
+/// Runs `f` on every argument over the pool and hands each output to `sink` in
+/// **input order**, as soon as it and every output before it are in (so output
+/// streams while later frames still run). A failed task stops everything with
+/// an error naming its frame.
+pub fn run_in_order<A, O>(
+    pool: &Pool,
+    f: &FnHandle<A, O>,
+    args: impl IntoIterator<Item = A>,
+    input_name: &str,
+    bar: &ProgressBar,
+    mut sink: impl FnMut(usize, O) -> Result<()>,
+) -> Result<()>
+where
+    A: Serialize,
+    O: DeserializeOwned,
+{
+    let results = pool.map_unordered(f, args).context("submitting frames")?;
+    let mut waiting: Vec<Option<O>> = Vec::new();
+    let mut next = 0;
+    for (index, result) in results {
+        let output = result.with_context(|| format!("frame {index} of {input_name}"))?;
+        if waiting.len() <= index {
+            waiting.resize_with(index + 1, || None);
+        }
+        waiting[index] = Some(output);
+        bar.inc(1);
+        while let Some(ready) = waiting.get_mut(next).and_then(Option::take) {
+            sink(next, ready)?;
+            next += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `frame` with an evaluation's results in place of any it carried: energy,
+/// forces, stress and the per-atom `energies` column.
+pub fn with_results(mut frame: Frame, evaluation: Evaluation) -> Frame {
+    frame.energy = Some(evaluation.energy);
+    frame.forces = Some(evaluation.forces);
+    frame.stress = evaluation.stress;
+    frame.columns.retain(|c| c.name != "energies");
+    if let Some(energies) = evaluation.energies {
+        frame.columns.push(Column {
+            name: "energies".to_string(),
+            ncols: 1,
+            data: ColumnData::Real(energies),
+        });
+    }
+    frame
+}
+
+/// Where frames go: standard output, or a file written under a temporary name
+/// and renamed into place by [`Output::finish`], so a failed run never leaves a
+/// truncated file behind.
+pub struct Output {
+    name: String,
+    sink: Sink,
+}
+
+enum Sink {
+    Stdout(BufWriter<std::io::Stdout>),
+    File {
+        writer: BufWriter<tempfile::NamedTempFile>,
+        path: PathBuf,
+    },
+}
+
+impl Output {
+    /// Standard output when `path` is `None` (or `-`), otherwise the file.
+    pub fn create(path: Option<&Path>) -> Result<Output> {
+        match path {
+            None => Ok(Output::stdout()),
+            Some(p) if p.as_os_str() == "-" => Ok(Output::stdout()),
+            Some(p) => {
+                let name = p.display().to_string();
+                let dir = match p.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let tmp = tempfile::Builder::new()
+                    .prefix(".agox-coord-")
+                    .suffix(".xyz.partial")
+                    // Created with 0666 minus the umask, like any new file (the
+                    // default for temporary files is 0600).
+                    .permissions(std::fs::Permissions::from_mode(0o666))
+                    .tempfile_in(dir)
+                    .with_context(|| format!("cannot create {name}"))?;
+                Ok(Output {
+                    name,
+                    sink: Sink::File {
+                        writer: BufWriter::new(tmp),
+                        path: p.to_path_buf(),
+                    },
+                })
+            }
+        }
+    }
+
+    fn stdout() -> Output {
+        Output {
+            name: "<stdout>".to_string(),
+            sink: Sink::Stdout(BufWriter::new(std::io::stdout())),
+        }
+    }
+
+    /// Appends one frame.
+    pub fn write(&mut self, frame: &Frame) -> Result<()> {
+        let result = match &mut self.sink {
+            Sink::Stdout(w) => extxyz::write_frame(w, frame),
+            Sink::File { writer, .. } => extxyz::write_frame(writer, frame),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            // The I/O error alone: the wrapper would repeat its message.
+            Err(extxyz::WriteError::Io(e)) => {
+                Err(anyhow::Error::new(e).context(format!("writing {}", self.name)))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("writing {}", self.name))),
+        }
+    }
+
+    /// Flushes, and for a file moves it into place.
+    pub fn finish(self) -> Result<()> {
+        let name = self.name;
+        match self.sink {
+            Sink::Stdout(mut w) => w.flush().with_context(|| format!("writing {name}")),
+            Sink::File { writer, path } => {
+                let tmp = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("writing {name}"))?;
+                tmp.persist(&path)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot move the output into place as {name}"))?;
+                Ok(())
+            }
+        }
+    }
+}

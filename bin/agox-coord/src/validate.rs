@@ -1,0 +1,41 @@
+//! `agox-coord validate script.toml`: check a search script without running it.
+//!
+//! Prints the resolved settings (every default filled in, paths absolute, the
+//! formula expanded; `Script::to_json`) on standard output and exits 0, or prints
+//! every error (`file:line:column: key: message`, one per line) on standard error
+//! and exits 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agox_search::script::Script;
+use clap::Args;
+
+/// `validate` flags.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The search script (TOML)
+    #[arg(value_name = "SCRIPT.toml")]
+    pub script: PathBuf,
+}
+
+/// Validates the script: resolved settings on stdout (exit 0), or the errors on
+/// stderr (exit 1).
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    match Script::load(&args.script) {
+        Ok(script) => {
+            println!("{}", script.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.0.len();
+            eprintln!(
+                "agox-coord: {}: {n} error{}",
+                args.script.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}

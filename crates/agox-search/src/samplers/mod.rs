@@ -1,0 +1,126 @@
+//! Samplers: which structures the generators modify (the parents).
+//!
+//! * [`LowestSampler`] (`lowest`): the lowest-energy structure evaluated so far.
+//! * [`MetropolisSampler`] (`metropolis`): basin hopping's current structure, replaced
+//!   by a new one with probability `min(1, exp(−ΔE/T))`.
+//!
+//! A [`SamplerModule`] holds the sampler and its state, the current parents, as the
+//! **dynamic attribute** `parents`: the driver [`update`](SamplerModule::update)s it
+//! after each evaluation, the end-of-iteration `pool.synchronize()` pushes the new
+//! parents to every worker, and the workers' `generate` tasks draw from them.
+
+mod lowest;
+mod metropolis;
+
+pub use lowest::LowestSampler;
+pub use metropolis::MetropolisSampler;
+
+use agox_pool::Module;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::candidate::Candidate;
+use crate::script;
+
+/// A sampler of any kind, as the script configures it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Sampler {
+    /// Keep the lowest-energy structure.
+    Lowest(LowestSampler),
+    /// Metropolis acceptance (basin hopping).
+    Metropolis(MetropolisSampler),
+}
+
+impl Sampler {
+    /// The sampler a script's `[sampler]` describes.
+    pub fn from_settings(s: &script::SamplerSettings) -> Self {
+        match *s {
+            script::SamplerSettings::Lowest => Sampler::Lowest(LowestSampler),
+            script::SamplerSettings::Metropolis { temperature } => {
+                Sampler::Metropolis(MetropolisSampler::new(temperature))
+            }
+        }
+    }
+
+    /// The sampler's name (`lowest`, `metropolis`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sampler::Lowest(_) => "lowest",
+            Sampler::Metropolis(_) => "metropolis",
+        }
+    }
+}
+
+/// What an [`update`](SamplerModule::update) did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SamplerUpdate {
+    /// One flag per evaluated candidate, in input order: true when it became the
+    /// sampler's parent (AGOX's `accepted` meta for the Metropolis sampler).
+    pub accepted: Vec<bool>,
+    /// Whether the parents changed (so the next synchronization sends them).
+    pub changed: bool,
+}
+
+/// The energy a sampler compares, if the candidate has a usable one.
+fn energy(c: &Candidate) -> Option<f64> {
+    c.energy.filter(|e| e.is_finite())
+}
+
+/// A sampler on the pool: the sampler (static) and its parents (dynamic attribute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerModule {
+    /// How parents are chosen and updated.
+    pub sampler: Sampler,
+    /// The current parents (empty until the first evaluated candidate); synchronized to
+    /// the workers.
+    pub parents: Vec<Candidate>,
+}
+
+impl Module for SamplerModule {
+    const TYPE_NAME: &'static str = "Sampler";
+    agox_pool::dynamic_attributes!(parents);
+}
+
+impl SamplerModule {
+    /// An empty sampler module.
+    pub fn new(sampler: Sampler) -> Self {
+        SamplerModule {
+            sampler,
+            parents: Vec::new(),
+        }
+    }
+
+    /// An empty module for the script's `[sampler]`.
+    pub fn from_settings(s: &script::SamplerSettings) -> Self {
+        Self::new(Sampler::from_settings(s))
+    }
+
+    /// True once the sampler has a parent to give.
+    pub fn is_initialized(&self) -> bool {
+        !self.parents.is_empty()
+    }
+
+    /// The structure a generator modifies: one of the parents, uniformly (the
+    /// samplers here keep a single one), or `None` while empty.
+    pub fn get_parent<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&Candidate> {
+        match self.parents.len() {
+            0 => None,
+            1 => self.parents.first(),
+            n => self.parents.get(rng.gen_range(0..n)),
+        }
+    }
+
+    /// Driver side, after an iteration's evaluation: offers the evaluated candidates
+    /// (those without a finite energy are ignored) to the sampler.
+    pub fn update<R: Rng + ?Sized>(
+        &mut self,
+        evaluated: &[Candidate],
+        rng: &mut R,
+    ) -> SamplerUpdate {
+        match &self.sampler {
+            Sampler::Lowest(s) => s.update(&mut self.parents, evaluated),
+            Sampler::Metropolis(s) => s.update(&mut self.parents, evaluated, rng),
+        }
+    }
+}

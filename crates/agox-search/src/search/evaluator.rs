@@ -1,0 +1,176 @@
+//! The evaluator: which candidates get the expensive calculation, and the
+//! calculation itself.
+//!
+//! * **Choose** ([`choose`]): `rss` evaluates all candidates, or the `[evaluator]
+//!   count` with the lowest model energies (candidates without a model energy rank
+//!   last, in generation order); `bh` evaluates all.
+//! * **Evaluate** ([`Evaluator::evaluate`]): a single point runs in the driver on its
+//!   own copy of the calculator module (a few tens of microseconds for a cluster: a
+//!   pool round trip would cost more); a relaxation evaluator (`kind = "relax"`) runs
+//!   the chosen candidates in parallel on the pool, with the same box as the model
+//!   relaxation.
+
+use std::cmp::Ordering;
+
+use agox_atoms::optimize::BoxConstraint;
+use agox_pool::{FnHandle, Handle, Pool, PoolError};
+
+use super::postprocess::RelaxArgs;
+use crate::calculator::{optimizer_kind, CalculatorModule, RelaxOutcome, RelaxRequest};
+use crate::candidate::Candidate;
+use crate::script::{Algorithm, EvaluatorKind, EvaluatorSettings};
+
+/// Indices of the candidates to evaluate, in evaluation order.
+///
+/// `bh`, or `count == None`: all, in generation order. Otherwise the `count` lowest
+/// model energies, lowest first (ties and candidates without a model energy keep
+/// generation order, the latter after every candidate that has one).
+pub fn choose(
+    algorithm: Algorithm,
+    count: Option<usize>,
+    model_energies: &[Option<f64>],
+) -> Vec<usize> {
+    let n = model_energies.len();
+    let count = match (algorithm, count) {
+        (Algorithm::Bh, _) | (_, None) => return (0..n).collect(),
+        (_, Some(c)) => c,
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| match (model_energies[a], model_energies[b]) {
+        (Some(x), Some(y)) => x.total_cmp(&y).then(a.cmp(&b)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(&b),
+    });
+    order.truncate(count.min(n));
+    order
+}
+
+/// The expensive calculation of the chosen candidates.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    settings: EvaluatorSettings,
+    calculator: Handle<CalculatorModule>,
+    relax: FnHandle<RelaxArgs, RelaxOutcome>,
+    confinement: BoxConstraint,
+}
+
+/// What an evaluation produced.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluated {
+    /// Candidates with energy and forces, in evaluation order.
+    pub candidates: Vec<Candidate>,
+    /// One message per candidate whose calculation failed (it is not stored).
+    pub failures: Vec<String>,
+}
+
+impl Evaluator {
+    /// The evaluator `[evaluator]` describes, calculating with `calculator` (a module
+    /// on the pool; its driver copy does single points), relaxing (for `kind =
+    /// "relax"`) with the registered `relax` function inside `confinement`.
+    pub fn new(
+        settings: EvaluatorSettings,
+        calculator: Handle<CalculatorModule>,
+        relax: FnHandle<RelaxArgs, RelaxOutcome>,
+        confinement: BoxConstraint,
+    ) -> Self {
+        Evaluator {
+            settings,
+            calculator,
+            relax,
+            confinement,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EvaluatorSettings {
+        &self.settings
+    }
+
+    /// Evaluates `candidates` (energy and forces set, and for a relaxation evaluator
+    /// the relaxed structure and `relax_steps` added to the model's).
+    pub fn evaluate(
+        &self,
+        pool: &Pool,
+        candidates: Vec<Candidate>,
+    ) -> Result<Evaluated, PoolError> {
+        let mut out = Evaluated::default();
+        match &self.settings.kind {
+            EvaluatorKind::SinglePoint => {
+                let mut calc = self.calculator.lock();
+                for mut c in candidates {
+                    match calc.evaluate(&c.atoms) {
+                        Ok(e) => {
+                            c.energy = Some(e.energy);
+                            c.forces = Some(e.forces);
+                            out.candidates.push(c);
+                        }
+                        Err(e) => out.failures.push(format!("single point: {e}")),
+                    }
+                }
+            }
+            EvaluatorKind::Relax {
+                optimizer,
+                fmax,
+                steps,
+            } => {
+                if candidates.is_empty() {
+                    return Ok(out);
+                }
+                let request = RelaxRequest::new(optimizer_kind(*optimizer), *fmax, *steps)
+                    .with_confinement(self.confinement.clone());
+                let link = self.calculator.link();
+                let args: Vec<RelaxArgs> = candidates
+                    .iter()
+                    .map(|c| (link.clone(), c.atoms.clone(), request.clone()))
+                    .collect();
+                let results = pool.map_results(&self.relax, args)?;
+                for (mut c, r) in candidates.into_iter().zip(results) {
+                    match r {
+                        Ok(o) => {
+                            c.atoms = o.atoms;
+                            c.energy = Some(o.evaluation.energy);
+                            c.forces = Some(o.evaluation.forces);
+                            let before = c.meta.relax_steps.unwrap_or(0);
+                            c.meta.relax_steps = Some(before + o.steps as u64);
+                            out.candidates.push(c);
+                        }
+                        Err(e) => out.failures.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        // A calculation may "succeed" with a non-finite energy (atoms on top of each
+        // other in LJ): such a structure cannot be stored or compared; drop it.
+        let (good, bad): (Vec<_>, Vec<_>) = out
+            .candidates
+            .into_iter()
+            .partition(|c| c.energy.is_some_and(f64::is_finite));
+        out.failures.extend(
+            bad.iter()
+                .map(|c| format!("non-finite energy {:?}", c.energy)),
+        );
+        out.candidates = good;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_all_for_bh_and_without_count() {
+        let e = [Some(3.0), None, Some(1.0)];
+        assert_eq!(choose(Algorithm::Bh, Some(1), &e), [0, 1, 2]);
+        assert_eq!(choose(Algorithm::Rss, None, &e), [0, 1, 2]);
+    }
+
+    #[test]
+    fn choose_lowest_model_energies_first() {
+        let e = [Some(3.0), None, Some(1.0), Some(1.0), Some(-2.0)];
+        assert_eq!(choose(Algorithm::Rss, Some(3), &e), [4, 2, 3]);
+        assert_eq!(choose(Algorithm::Rss, Some(10), &e), [4, 2, 3, 0, 1]);
+        assert_eq!(choose(Algorithm::Rss, Some(2), &[None, None, None]), [0, 1]);
+    }
+}

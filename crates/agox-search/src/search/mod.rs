@@ -1,0 +1,650 @@
+//! The search loop: a validated [`Script`] run on a [`Pool`].
+//!
+//! # One iteration, in this order
+//! 1. **collect** — [`ParallelCollector`]: each generator's count for this iteration
+//!    (its schedule), generated on the pool with explicit per-candidate seeds
+//!    `(run seed, iteration, generator index, candidate index)`;
+//! 2. **relax** — [`ParallelRelaxPostprocess`]: every candidate relaxed on the pool in
+//!    the model (the calculator module), template atoms fixed, placed atoms kept in the
+//!    confinement box, from `[relax] start_iteration` on;
+//! 3. **choose** — [`choose`]: `rss` all (or the `[evaluator] count` lowest model
+//!    energies), `bh` all;
+//! 4. **evaluate** — [`Evaluator`]: single points in the driver, or relaxations on
+//!    the pool;
+//! 5. **store** — the iteration's evaluations committed to the database in one
+//!    transaction ([`Database::store_many`]), then appended to `evaluated.xyz`
+//!    (and `best.xyz` replaced when the best improved);
+//! 6. **update** — the driver's copy of the sampler offered the stored candidates;
+//!    Metropolis draws from a stream seeded by `(run seed, iteration)`;
+//! 7. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
+//!    (the sampler's parents) to the workers; its [`SyncReport`] is in the
+//!    iteration's [`IterationReport`].
+//!
+//! This is AGOX's observer order (generate → postprocess → evaluate → database →
+//! sampler → sync) written out as plain code.
+//!
+//! # Determinism
+//! Nothing depends on the pool's call counter or on which worker ran a task: with 1
+//! or N workers, and after `--resume` ([`Search::resume`]), the same script and seed
+//! give the same energies in the same order.
+//!
+//! # Driving it yourself
+//! ```no_run
+//! # use agox_search::{registry, script::Script, search::Search};
+//! # use agox_pool::{Pool, PoolConfig};
+//! let script = Script::load("examples/scripts/lj13_bh.toml").unwrap();
+//! let (reg, _) = registry::build();
+//! let pool = Pool::start(reg, PoolConfig::with_workers(2)).unwrap();
+//! let mut search = Search::new(script, pool).unwrap();
+//! while !search.is_done() {
+//!     let report = search.run_iteration().unwrap();
+//!     println!("{report}");
+//! }
+//! let summary = search.finish(false).unwrap();
+//! println!("best {:?}", summary.best_energy);
+//! ```
+
+mod collector;
+mod evaluator;
+mod outputs;
+mod postprocess;
+mod resume;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use agox_pool::{Handle, Pool, PoolError, SyncReport};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use collector::{generator_key, Collected, GeneratorSlot, ParallelCollector};
+pub use evaluator::{choose, Evaluated, Evaluator};
+pub use outputs::{
+    candidate_frame, write_atomically, Outputs, PoolSummary, RunRecord, StepTimings, Summary,
+    SyncSummary, BEST_FILE, DB_FILE, EVALUATED_FILE, RUN_FILE, SUMMARY_FILE,
+};
+pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
+pub use resume::{check_same_search, History};
+
+use crate::calculator::{CalculatorModule, CalculatorSpec};
+use crate::candidate::Candidate;
+use crate::db::{Database, DbError};
+use crate::environment::Environment;
+use crate::generators::derive_seed;
+use crate::samplers::SamplerModule;
+use crate::script::{Algorithm, Script};
+
+/// Pool key of the calculator module (the model that relaxes and the calculator that
+/// evaluates; the same potential in `rss` and `bh`).
+pub const CALCULATOR_KEY: &str = "calculator";
+/// Pool key of the sampler module.
+pub const SAMPLER_KEY: &str = "sampler";
+/// Tag mixed into the sampler's per-iteration seed ("SAMPLER!").
+const SAMPLER_SEED_TAG: u64 = 0x5341_4d50_4c45_5221;
+
+/// What can stop a search.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A pool operation failed (a worker lost beyond the retry budget, a socket).
+    #[error("pool: {0}")]
+    Pool(#[from] PoolError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    /// A file of the output directory could not be written or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output could not be encoded.
+    #[error("{}: {message}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A fresh run would overwrite an earlier run's database.
+    #[error(
+        "{} already holds a run's database ({}); use --resume to continue it, or choose \
+         another --output directory",
+        dir.display(),
+        DB_FILE
+    )]
+    OutputExists {
+        /// The output directory.
+        dir: PathBuf,
+    },
+    /// The calculator's parameters are unusable.
+    #[error("calculator: {0}")]
+    Calculator(String),
+    /// The run cannot be resumed as asked.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+}
+
+/// What one iteration did (the log line is its `Display`).
+#[derive(Debug, Clone)]
+pub struct IterationReport {
+    /// The iteration (from 0).
+    pub iteration: u64,
+    /// Candidates generated.
+    pub generated: usize,
+    /// Candidates a generator could not make.
+    pub generation_failures: usize,
+    /// Candidates relaxed in the model (0 before `start_iteration`).
+    pub relaxed: usize,
+    /// Relaxations that failed.
+    pub relax_failures: usize,
+    /// Energies of the evaluated (and stored) candidates, in storage order.
+    pub energies: Vec<f64>,
+    /// Evaluations that failed.
+    pub evaluation_failures: usize,
+    /// Per evaluated candidate: did it become the sampler's parent.
+    pub accepted: Vec<bool>,
+    /// Lowest energy so far.
+    pub best_energy: Option<f64>,
+    /// True when this iteration improved the best.
+    pub new_best: bool,
+    /// Evaluations so far (whole run).
+    pub evaluations: u64,
+    /// The end-of-iteration synchronization.
+    pub sync: SyncReport,
+    /// Time per step.
+    pub timings: StepTimings,
+    /// Wall time of the iteration (s).
+    pub elapsed: f64,
+}
+
+impl std::fmt::Display for IterationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "iteration {}: {} generated, {} relaxed, {} evaluated",
+            self.iteration,
+            self.generated,
+            self.relaxed,
+            self.energies.len()
+        )?;
+        let failures = self.generation_failures + self.relax_failures + self.evaluation_failures;
+        if failures > 0 {
+            write!(f, " ({failures} failed)")?;
+        }
+        if let Some(e) = self.energies.iter().copied().min_by(f64::total_cmp) {
+            write!(f, ", lowest {e:.6}")?;
+        }
+        match self.best_energy {
+            Some(b) => write!(
+                f,
+                ", best {b:.6}{}",
+                if self.new_best { " (new)" } else { "" }
+            )?,
+            None => write!(f, ", best -")?,
+        }
+        write!(f, " | {:.2} ms | {}", self.elapsed * 1e3, self.sync)
+    }
+}
+
+/// A search in progress: the script, the pool with the search's modules, the
+/// database and output files, and the loop's state.
+#[derive(Debug)]
+pub struct Search {
+    script: Script,
+    pool: Pool,
+    seed: u64,
+    collector: ParallelCollector,
+    postprocess: Option<ParallelRelaxPostprocess>,
+    evaluator: Evaluator,
+    sampler: Option<Handle<SamplerModule>>,
+    db: Database,
+    outputs: Outputs,
+    next_iteration: u64,
+    resumed_at: Option<u64>,
+    best: Option<Candidate>,
+    evaluations: u64,
+    evaluations_at_start: u64,
+    generated: u64,
+    generation_failures: u64,
+    relax_failures: u64,
+    evaluation_failures: u64,
+    iterations_run: u64,
+    timings: StepTimings,
+    started: Instant,
+    time_offset: f64,
+}
+
+impl Search {
+    /// A fresh run of `script` on `pool` (built from [`crate::registry::build`]),
+    /// writing to `script.search.output`. An output directory that already holds a
+    /// database is refused ([`SearchError::OutputExists`]). The seed is the script's,
+    /// or drawn now and recorded in `run.json`.
+    pub fn new(script: Script, pool: Pool) -> Result<Search, SearchError> {
+        let dir = script.search.output.clone();
+        if dir.join(DB_FILE).exists() {
+            return Err(SearchError::OutputExists { dir });
+        }
+        let seed = script.search.seed.unwrap_or_else(rand::random::<u64>);
+        std::fs::create_dir_all(&dir).map_err(|e| SearchError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let db = Database::create(dir.join(DB_FILE))?;
+        let outputs = Outputs::open(&dir, true)?;
+        let search = Search::assemble(script, pool, seed, db, outputs, History::default())?;
+        search.write_run_record()?;
+        Ok(search)
+    }
+
+    /// Continues the run in `script.search.output` from its database: replays the
+    /// stored evaluations through the sampler, rewrites `evaluated.xyz` and
+    /// `best.xyz` from the database, and continues at the iteration after the last
+    /// stored one. The seed is the one recorded in `run.json` (a different seed in
+    /// the script is an error), and the script must describe the same search.
+    pub fn resume(script: Script, pool: Pool) -> Result<Search, SearchError> {
+        let dir = script.search.output.clone();
+        let db = Database::open_existing(dir.join(DB_FILE))?;
+        let seed = match (RunRecord::read(&dir), script.search.seed) {
+            (Some(record), given) => {
+                if let Some(s) = given.filter(|&s| s != record.seed) {
+                    return Err(SearchError::Resume(format!(
+                        "the run in {} was started with seed {}, not {s}",
+                        dir.display(),
+                        record.seed
+                    )));
+                }
+                check_same_search(&script, &record.settings)?;
+                record.seed
+            }
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(SearchError::Resume(format!(
+                    "{} has no {RUN_FILE} recording the run's seed; give it with --seed",
+                    dir.display()
+                )))
+            }
+        };
+        let history = History::from_stored(db.read_all()?);
+        let mut outputs = Outputs::open(&dir, true)?;
+        let all: Vec<Candidate> = history.iterations.values().flatten().cloned().collect();
+        outputs.append_evaluated(&all)?;
+        if let Some(b) = &history.best {
+            outputs.write_best(b)?;
+        }
+        let search = Search::assemble(script, pool, seed, db, outputs, history)?;
+        search.write_run_record()?;
+        Ok(search)
+    }
+
+    /// Builds the modules on the pool and the loop's state (replaying `history`
+    /// through the sampler).
+    fn assemble(
+        script: Script,
+        pool: Pool,
+        seed: u64,
+        db: Database,
+        outputs: Outputs,
+        history: History,
+    ) -> Result<Search, SearchError> {
+        let (_, fns) = crate::registry::build();
+        let env = Environment::from_script(&script.environment);
+        let spec = CalculatorSpec::from(&script.calculator);
+        spec.validate()
+            .map_err(|e| SearchError::Calculator(e.to_string()))?;
+        let calculator = pool.add_module(CALCULATOR_KEY, CalculatorModule::new(spec))?;
+
+        // The sampler: replay the stored evaluations (resume) before the workers get it.
+        let mut sampler_module = script.sampler.as_ref().map(SamplerModule::from_settings);
+        if let Some(s) = sampler_module.as_mut() {
+            for (&iteration, stored) in &history.iterations {
+                s.update(stored, &mut sampler_rng(seed, iteration));
+            }
+        }
+        let sampler = match sampler_module {
+            Some(m) => Some(pool.add_module(SAMPLER_KEY, m)?),
+            None => None,
+        };
+
+        let collector = ParallelCollector::new(
+            &pool,
+            &env,
+            &script.generators,
+            sampler.as_ref().map(Handle::link),
+            fns.generators.generate.clone(),
+        )?;
+        let confinement = env.box_constraint();
+        let postprocess = script.relax.as_ref().map(|r| {
+            ParallelRelaxPostprocess::new(
+                calculator.link(),
+                r,
+                confinement.clone(),
+                fns.calculator.relax.clone(),
+            )
+        });
+        let evaluator = Evaluator::new(
+            script.evaluator.clone(),
+            calculator,
+            fns.calculator.relax.clone(),
+            confinement,
+        );
+        let resumed_at = (!history.iterations.is_empty()).then(|| history.next_iteration());
+        Ok(Search {
+            next_iteration: history.next_iteration(),
+            resumed_at,
+            best: history.best,
+            evaluations: history.evaluations,
+            evaluations_at_start: history.evaluations,
+            time_offset: history.last_time_stamp,
+            script,
+            pool,
+            seed,
+            collector,
+            postprocess,
+            evaluator,
+            sampler,
+            db,
+            outputs,
+            generated: 0,
+            generation_failures: 0,
+            relax_failures: 0,
+            evaluation_failures: 0,
+            iterations_run: 0,
+            timings: StepTimings::default(),
+            started: Instant::now(),
+        })
+    }
+
+    fn write_run_record(&self) -> Result<(), SearchError> {
+        let settings =
+            serde_json::from_str(&self.script.to_json()).unwrap_or(serde_json::Value::Null);
+        let record = RunRecord {
+            seed: self.seed,
+            workers: self.pool.size(),
+            script: self.script.path.clone(),
+            settings,
+        };
+        self.outputs.write_json(RUN_FILE, &record)
+    }
+
+    /// The script being run.
+    pub fn script(&self) -> &Script {
+        &self.script
+    }
+
+    /// The run seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The output directory.
+    pub fn output_dir(&self) -> &std::path::Path {
+        self.outputs.dir()
+    }
+
+    /// The next iteration to run (iterations count from 0).
+    pub fn next_iteration(&self) -> u64 {
+        self.next_iteration
+    }
+
+    /// Iterations the run is asked for (`[search] iterations`).
+    pub fn iterations(&self) -> u64 {
+        self.script.search.iterations
+    }
+
+    /// True once every iteration has run.
+    pub fn is_done(&self) -> bool {
+        self.next_iteration >= self.script.search.iterations
+    }
+
+    /// The lowest-energy structure so far.
+    pub fn best(&self) -> Option<&Candidate> {
+        self.best.as_ref()
+    }
+
+    /// Evaluations so far (including those before a resume).
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// The driver's sampler module, if the search has one.
+    pub fn sampler(&self) -> Option<&Handle<SamplerModule>> {
+        self.sampler.as_ref()
+    }
+
+    /// Runs the next iteration to its end.
+    pub fn run_iteration(&mut self) -> Result<IterationReport, SearchError> {
+        let never = AtomicBool::new(false);
+        match self.run_iteration_until(&never)? {
+            Some(r) => Ok(r),
+            // `never` is never set.
+            None => unreachable!("an iteration without a stop request is never abandoned"),
+        }
+    }
+
+    /// Runs the next iteration unless `stop` is set: checked before each of collect,
+    /// relax and evaluate; once set there, the iteration is abandoned (nothing of it
+    /// is stored) and `None` returned. Evaluation, storage, sampler update and
+    /// synchronization always run to their end once started, so the database and
+    /// the sampler stay consistent.
+    pub fn run_iteration_until(
+        &mut self,
+        stop: &AtomicBool,
+    ) -> Result<Option<IterationReport>, SearchError> {
+        let iteration = self.next_iteration;
+        let t0 = Instant::now();
+        let mut timings = StepTimings::default();
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+
+        // 1. collect
+        let t = Instant::now();
+        let collected = self.collector.collect(&self.pool, self.seed, iteration)?;
+        timings.collect = t.elapsed().as_secs_f64();
+        let generated = collected.candidates.len();
+        let generation_failures = collected.failures.len();
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+
+        // 2. relax in the model
+        let t = Instant::now();
+        let relaxed = match &self.postprocess {
+            Some(p) => p.process(&self.pool, iteration, collected.candidates)?,
+            None => Relaxed::unrelaxed(collected.candidates),
+        };
+        timings.relax = t.elapsed().as_secs_f64();
+        let n_relaxed = if self
+            .postprocess
+            .as_ref()
+            .is_some_and(|p| p.active(iteration))
+        {
+            relaxed.candidates.len()
+        } else {
+            0
+        };
+        let relax_failures = relaxed.failures.len();
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+
+        // 3. choose, 4. evaluate
+        let t = Instant::now();
+        let chosen = choose(
+            self.script.search.algorithm,
+            self.script.evaluator.count,
+            &relaxed.model_energies,
+        );
+        let mut pool_of = relaxed.candidates.into_iter().map(Some).collect::<Vec<_>>();
+        let chosen: Vec<Candidate> = chosen.iter().filter_map(|&i| pool_of[i].take()).collect();
+        let evaluated = self.evaluator.evaluate(&self.pool, chosen)?;
+        timings.evaluate = t.elapsed().as_secs_f64();
+        let evaluation_failures = evaluated.failures.len();
+
+        // 5. store
+        let t = Instant::now();
+        let mut stored = evaluated.candidates;
+        let now = self.time_offset + self.started.elapsed().as_secs_f64();
+        for c in &mut stored {
+            c.meta.time_stamp = Some(now);
+        }
+        let ids = self.db.store_many(&stored)?;
+        for (c, id) in stored.iter_mut().zip(ids) {
+            c.meta.id = Some(id);
+        }
+        self.evaluations += stored.len() as u64;
+        let mut new_best = false;
+        for c in &stored {
+            let e = c.energy.unwrap_or(f64::INFINITY);
+            if resume::better(e, self.best.as_ref()) {
+                self.best = Some(c.clone());
+                new_best = true;
+            }
+        }
+        self.outputs.append_evaluated(&stored)?;
+        if new_best {
+            if let Some(b) = &self.best {
+                self.outputs.write_best(b)?;
+            }
+        }
+        timings.store = t.elapsed().as_secs_f64();
+
+        // 6. update the sampler (driver copy)
+        let t = Instant::now();
+        let accepted = match &self.sampler {
+            Some(s) => {
+                s.lock()
+                    .update(&stored, &mut sampler_rng(self.seed, iteration))
+                    .accepted
+            }
+            None => Vec::new(),
+        };
+        timings.update = t.elapsed().as_secs_f64();
+
+        // 7. synchronize the pool
+        let t = Instant::now();
+        let sync = self.pool.synchronize()?;
+        timings.sync = t.elapsed().as_secs_f64();
+
+        self.next_iteration += 1;
+        self.iterations_run += 1;
+        self.generated += generated as u64;
+        self.generation_failures += generation_failures as u64;
+        self.relax_failures += relax_failures as u64;
+        self.evaluation_failures += evaluation_failures as u64;
+        self.timings.add(&timings);
+        Ok(Some(IterationReport {
+            iteration,
+            generated,
+            generation_failures,
+            relaxed: n_relaxed,
+            relax_failures,
+            energies: stored.iter().filter_map(|c| c.energy).collect(),
+            evaluation_failures,
+            accepted,
+            best_energy: self.best.as_ref().and_then(|b| b.energy),
+            new_best,
+            evaluations: self.evaluations,
+            sync,
+            timings,
+            elapsed: t0.elapsed().as_secs_f64(),
+        }))
+    }
+
+    /// Runs the remaining iterations, calling `on_iteration` after each, until done
+    /// or `stop` is set; then writes `summary.json`. Returns the summary (its
+    /// `interrupted` says whether `stop` ended the run).
+    pub fn run_with(
+        &mut self,
+        stop: &AtomicBool,
+        mut on_iteration: impl FnMut(&IterationReport),
+    ) -> Result<Summary, SearchError> {
+        let mut interrupted = false;
+        while !self.is_done() {
+            match self.run_iteration_until(stop)? {
+                Some(report) => on_iteration(&report),
+                None => {
+                    interrupted = true;
+                    break;
+                }
+            }
+            if stop.load(Ordering::SeqCst) && !self.is_done() {
+                interrupted = true;
+                break;
+            }
+        }
+        self.finish(interrupted)
+    }
+
+    /// Runs every remaining iteration and writes `summary.json`.
+    pub fn run(&mut self) -> Result<Summary, SearchError> {
+        self.run_with(&AtomicBool::new(false), |_| {})
+    }
+
+    /// The summary of the run so far.
+    pub fn summary(&self, interrupted: bool) -> Summary {
+        let (pool, sync) = PoolSummary::from_stats(&self.pool.stats());
+        let wall = self.started.elapsed().as_secs_f64();
+        Summary {
+            script: self.script.path.clone(),
+            algorithm: match self.script.search.algorithm {
+                Algorithm::Rss => "rss".into(),
+                Algorithm::Bh => "bh".into(),
+            },
+            seed: self.seed,
+            iterations_done: self.next_iteration,
+            iterations_planned: self.script.search.iterations,
+            interrupted,
+            resumed_at: self.resumed_at,
+            best_energy: self.best.as_ref().and_then(|b| b.energy),
+            best_iteration: self.best.as_ref().map(|b| b.meta.iteration),
+            best_id: self.best.as_ref().and_then(|b| b.meta.id),
+            evaluations: self.evaluations,
+            generated: self.generated,
+            generation_failures: self.generation_failures,
+            relax_failures: self.relax_failures,
+            evaluation_failures: self.evaluation_failures,
+            wall_time_s: wall,
+            mean_iteration_ms: if self.iterations_run > 0 {
+                self.timings.total() * 1e3 / self.iterations_run as f64
+            } else {
+                0.0
+            },
+            evaluations_per_s: if wall > 0.0 {
+                (self.evaluations - self.evaluations_at_start) as f64 / wall
+            } else {
+                0.0
+            },
+            timings: self.timings.clone(),
+            pool,
+            sync,
+        }
+    }
+
+    /// Writes `summary.json` and returns the summary.
+    pub fn finish(&mut self, interrupted: bool) -> Result<Summary, SearchError> {
+        let summary = self.summary(interrupted);
+        self.outputs.write_json(SUMMARY_FILE, &summary)?;
+        Ok(summary)
+    }
+}
+
+/// The sampler's random stream for `iteration` of a run seeded with `seed`: the
+/// same in a resumed run's replay as in the original run.
+pub fn sampler_rng(seed: u64, iteration: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(derive_seed(&[seed, iteration, SAMPLER_SEED_TAG]))
+}

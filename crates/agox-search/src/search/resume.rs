@@ -1,0 +1,134 @@
+//! `--resume`: continue a run from its database.
+//!
+//! The database holds every evaluated structure with its iteration. Resuming
+//! replays them **in storage order, iteration by iteration**, through the sampler,
+//! exactly as the loop offered them (same candidates, same energies, the same
+//! per-iteration Metropolis random stream), so the sampler ends in the state it had
+//! after the last committed iteration. The run then continues at the next
+//! iteration. Since every random choice of an iteration derives from (run seed,
+//! iteration, ...) and never from the pool's call counter, the continued run gives
+//! the energies an uninterrupted run would have given.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::SearchError;
+use crate::candidate::Candidate;
+use crate::script::Script;
+
+/// What the database says about a run so far.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Every stored candidate, in id order, grouped by iteration (ascending).
+    pub iterations: BTreeMap<u64, Vec<Candidate>>,
+    /// Number of stored candidates.
+    pub evaluations: u64,
+    /// The lowest-energy candidate (the earliest on ties).
+    pub best: Option<Candidate>,
+    /// Largest `time_stamp` stored (s), so a resumed run's time stamps go on from it.
+    pub last_time_stamp: f64,
+}
+
+impl History {
+    /// Groups `stored` (id order) by iteration and finds the best.
+    pub fn from_stored(stored: Vec<Candidate>) -> Self {
+        let mut h = History {
+            evaluations: stored.len() as u64,
+            ..History::default()
+        };
+        for c in stored {
+            if let Some(e) = c.energy.filter(|e| e.is_finite()) {
+                if better(e, h.best.as_ref()) {
+                    h.best = Some(c.clone());
+                }
+            }
+            if let Some(t) = c.meta.time_stamp {
+                h.last_time_stamp = h.last_time_stamp.max(t);
+            }
+            h.iterations.entry(c.meta.iteration).or_default().push(c);
+        }
+        h
+    }
+
+    /// The iteration to continue at: one past the last stored iteration (0 if none).
+    pub fn next_iteration(&self) -> u64 {
+        self.iterations.keys().next_back().map_or(0, |&i| i + 1)
+    }
+}
+
+/// True when energy `e` improves on `best` (no best yet, or strictly lower).
+pub(crate) fn better(e: f64, best: Option<&Candidate>) -> bool {
+    match best.and_then(|b| b.energy) {
+        Some(b) => e < b,
+        None => true,
+    }
+}
+
+/// The parts of the resolved settings that must not change between a run and its
+/// resumption (everything but iterations, workers, output and seed).
+const FROZEN: [&str; 6] = [
+    "environment",
+    "calculator",
+    "generators",
+    "sampler",
+    "relax",
+    "evaluator",
+];
+
+/// Checks that `script` describes the same search as the recorded `settings`
+/// (`Script::to_json` of the original run): same algorithm, environment,
+/// calculator, generators, sampler, relaxation and evaluator.
+pub fn check_same_search(script: &Script, settings: &Value) -> Result<(), SearchError> {
+    let now: Value =
+        serde_json::from_str(&script.to_json()).map_err(|e| SearchError::Resume(e.to_string()))?;
+    let mut changed: Vec<String> = FROZEN
+        .iter()
+        .filter(|k| now.get(**k) != settings.get(**k))
+        .map(|k| k.to_string())
+        .collect();
+    let algo = |v: &Value| v.get("search").and_then(|s| s.get("algorithm")).cloned();
+    if algo(&now) != algo(settings) {
+        changed.insert(0, "search.algorithm".into());
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(SearchError::Resume(format!(
+            "the script describes a different search than the one in the output directory \
+             (changed: {}); only iterations, workers and output may change on --resume",
+            changed.join(", ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agox_atoms::Atoms;
+
+    fn cand(iteration: u64, energy: f64, t: f64) -> Candidate {
+        let atoms = Atoms::new(vec![18], vec![[0.0; 3]]).expect("atoms");
+        let mut c = Candidate::new(atoms, iteration, "random", 0);
+        c.energy = Some(energy);
+        c.meta.time_stamp = Some(t);
+        c
+    }
+
+    #[test]
+    fn history_groups_and_finds_best() {
+        let h = History::from_stored(vec![
+            cand(0, -1.0, 0.1),
+            cand(0, -3.0, 0.2),
+            cand(1, -3.0, 0.3),
+            cand(3, -2.0, 0.25),
+        ]);
+        assert_eq!(h.evaluations, 4);
+        assert_eq!(h.next_iteration(), 4);
+        assert_eq!(h.iterations[&0].len(), 2);
+        let best = h.best.expect("best");
+        assert_eq!((best.meta.iteration, best.energy), (0, Some(-3.0)));
+        assert_eq!(h.last_time_stamp, 0.3);
+        assert_eq!(History::from_stored(Vec::new()).next_iteration(), 0);
+    }
+}
