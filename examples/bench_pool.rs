@@ -20,11 +20,13 @@ impl Module for Big {
     dynamic_attributes!(data);
 }
 
-fn registry() -> (
-    Registry,
-    agox::pool::FnHandle<Vec<f64>, f64>,
-    agox::pool::FnHandle<Link<Big>, usize>,
-) {
+/// The benchmark's functions: sum a vector; length of the big attribute.
+struct Fns {
+    sum: agox::pool::FnHandle<Vec<f64>, f64>,
+    len: agox::pool::FnHandle<Link<Big>, usize>,
+}
+
+fn registry() -> (Registry, Fns) {
     let mut r = Registry::new();
     r.module::<Big>();
     let sum = r.function("sum", |_: &TaskContext, v: Vec<f64>| {
@@ -33,7 +35,7 @@ fn registry() -> (
     let len = r.function("len", |ctx: &TaskContext, b: Link<Big>| {
         Ok::<_, TaskError>(ctx.module(&b)?.data.len())
     });
-    (r, sum, len)
+    (r, Fns { sum, len })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,14 +83,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut start_ms = Vec::new();
     for _ in 0..REPS {
-        let (reg, _, _) = registry();
+        let (reg, _) = registry();
         let t0 = Instant::now();
         let pool = Pool::start(reg, PoolConfig::with_workers(workers))?;
         start_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         drop(pool);
     }
 
-    let (reg, sum, len) = registry();
+    let (reg, Fns { sum, len }) = registry();
     let pool = Pool::start(reg, PoolConfig::with_workers(workers))?;
     let args: Vec<Vec<f64>> = (0..TASKS).map(|i| vec![i as f64; 100]).collect();
     // Warm up: the scheduler learns the task is tiny, pages are touched.

@@ -199,6 +199,9 @@ fn driver(mode: &str) -> ! {
     std::process::exit(0)
 }
 
+/// One named check: `Ok` or why it failed.
+type Check = fn() -> Result<(), String>;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Exec'd worker: `[--extra-registry] worker --connect ADDRESS --id N`.
@@ -230,7 +233,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("driver") {
         driver(args.get(2).map(String::as_str).unwrap_or("fork"));
     }
-    let checks: Vec<(&str, fn() -> Result<(), String>)> = vec![
+    let checks: Vec<(&str, Check)> = vec![
         ("exec_workers_serve", exec_workers_serve),
         ("registry_mismatch_is_refused", registry_mismatch_is_refused),
         ("killed_driver_leaves_nothing (fork)", || {

@@ -132,7 +132,7 @@ fn forking_while_other_threads_allocate_and_print() {
                 while !stop.load(Ordering::Relaxed) {
                     let v: Vec<String> = (0..64).map(|k| format!("{i}-{k}-{n}")).collect();
                     n += v.len() as u64;
-                    if n % 4096 == 0 {
+                    if n.is_multiple_of(4096) {
                         println!("noise {i}: {n}");
                         eprintln!("noise {i}: {n}");
                     }
