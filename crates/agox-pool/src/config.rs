@@ -59,7 +59,7 @@ impl Default for PoolConfig {
             max_frame: agox_wire::DEFAULT_MAX_FRAME,
             launcher: Launcher::Fork,
             socket_base: None,
-            max_window: 32,
+            max_window: 128,
             connect_timeout: Duration::from_secs(20),
             max_restarts: 16,
         }

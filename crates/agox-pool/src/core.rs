@@ -50,7 +50,7 @@ struct Worker {
     out_off: usize,
     /// Frames being batched before they join `out`.
     batch: Vec<u8>,
-    in_flight: Vec<u64>,
+    in_flight: VecDeque<u64>,
     pinned: VecDeque<u64>,
     tasks_run: u64,
     tasks_failed: u64,
@@ -70,7 +70,7 @@ impl Worker {
             out: VecDeque::new(),
             out_off: 0,
             batch: Vec::new(),
-            in_flight: Vec::new(),
+            in_flight: VecDeque::new(),
             pinned: VecDeque::new(),
             tasks_run: 0,
             tasks_failed: 0,
@@ -143,6 +143,8 @@ enum TaskState {
 
 struct Task {
     function: Arc<str>,
+    /// Index of the function's run-time statistics in `Core::fn_busy`.
+    fn_index: usize,
     index: usize,
     seed: u64,
     args: Vec<u8>,
@@ -177,14 +179,17 @@ pub(crate) struct Core {
     token: String,
     workers: Vec<Worker>,
     queue: VecDeque<u64>,
-    tasks: HashMap<u64, Task>,
+    tasks: HashMap<u64, Task, IdHash>,
     next_task: u64,
     next_call: u64,
     next_seq: u64,
     modules: Vec<ModuleRecord>,
     acks: HashMap<u64, AckWait>,
-    /// Smoothed run time per function (ns), for the in-flight window.
-    fn_busy: HashMap<Arc<str>, f64>,
+    /// Function name → index into `fn_busy`.
+    fn_index: HashMap<Arc<str>, usize>,
+    /// Smoothed run time per function (ns; `None` until first measured), for the
+    /// in-flight window.
+    fn_busy: Vec<Option<f64>>,
     /// Smoothed socket round trip (ns).
     rtt_ns: f64,
     pub(crate) driver: ModuleStore,
@@ -221,13 +226,14 @@ impl Core {
             token: random_token(),
             workers: Vec::new(),
             queue: VecDeque::new(),
-            tasks: HashMap::new(),
+            tasks: HashMap::default(),
             next_task: 0,
             next_call: 0,
             next_seq: 0,
             modules: Vec::new(),
             acks: HashMap::new(),
-            fn_busy: HashMap::new(),
+            fn_index: HashMap::new(),
+            fn_busy: Vec::new(),
             rtt_ns: 60_000.0,
             driver: ModuleStore::default(),
             sync_totals: SyncTotals::default(),
@@ -444,7 +450,16 @@ impl Core {
     ) -> Vec<u64> {
         let call = self.next_call;
         self.next_call += 1;
-        let function: Arc<str> = Arc::from(function);
+        let (function, fn_index) = match self.fn_index.get_key_value(function) {
+            Some((name, &i)) => (name.clone(), i),
+            None => {
+                let name: Arc<str> = Arc::from(function);
+                let i = self.fn_busy.len();
+                self.fn_busy.push(None);
+                self.fn_index.insert(name.clone(), i);
+                (name, i)
+            }
+        };
         let mut ids = Vec::with_capacity(args.len());
         for (index, a) in args.into_iter().enumerate() {
             let id = self.next_task;
@@ -454,6 +469,7 @@ impl Core {
                 id,
                 Task {
                     function: function.clone(),
+                    fn_index,
                     index,
                     seed: task_seed(self.cfg.seed, call, index as u64),
                     args: a,
@@ -468,7 +484,8 @@ impl Core {
                         worker.pinned.push_back(id);
                     }
                 }
-                None => self.queue.push_back(id),
+                None if self.cfg.workers > 0 => self.queue.push_back(id),
+                None => {}
             }
             ids.push(id);
         }
@@ -516,7 +533,6 @@ impl Core {
                         .unwrap_or_else(|| "panic".into()),
                 }),
             };
-            self.queue.retain(|q| q != id);
             task.state = TaskState::Finished(res);
         }
     }
@@ -550,11 +566,11 @@ impl Core {
     /// Window of tasks in flight per worker for `function`: enough to hide the
     /// round trip behind tiny tasks, one for long tasks so that none waits behind
     /// another on a busy worker while a different worker idles.
-    fn window(&self, function: &Arc<str>) -> usize {
-        match self.fn_busy.get(function) {
+    fn window(&self, fn_index: usize) -> usize {
+        match self.fn_busy.get(fn_index).copied().flatten() {
             None => 1,
-            Some(&busy) if busy >= 10.0 * self.rtt_ns => 1,
-            Some(&busy) => {
+            Some(busy) if busy >= 10.0 * self.rtt_ns => 1,
+            Some(busy) => {
                 let w = 1.0 + (2.0 * self.rtt_ns / busy.max(1.0)).ceil();
                 (w as usize).clamp(1, self.cfg.max_window)
             }
@@ -575,7 +591,7 @@ impl Core {
                 let window = self
                     .tasks
                     .get(&id)
-                    .map(|t| self.window(&t.function))
+                    .map(|t| self.window(t.fn_index))
                     .unwrap_or(1);
                 if self.workers[w].in_flight.len() >= window {
                     break;
@@ -584,13 +600,13 @@ impl Core {
                 self.send_task(w, id)?;
             }
         }
-        // Then the shared queue, round robin over workers with room.
+        // Then the shared queue, to the least loaded worker with room.
         while let Some(&id) = self.queue.front() {
             let Some(task) = self.tasks.get(&id) else {
                 self.queue.pop_front();
                 continue;
             };
-            let window = self.window(&task.function);
+            let window = self.window(task.fn_index);
             let mut best: Option<usize> = None;
             for (i, w) in self.workers.iter().enumerate() {
                 if w.alive() && w.in_flight.len() < window {
@@ -633,7 +649,7 @@ impl Core {
             args: Bytes::new(&task.args),
         };
         encode_frame_into(&msg, &mut worker.batch)?;
-        worker.in_flight.push(id);
+        worker.in_flight.push_back(id);
         worker.max_in_flight = worker.max_in_flight.max(worker.in_flight.len());
         Ok(())
     }
@@ -857,7 +873,7 @@ impl Core {
         // The next task in this worker's window starts running now: its timeout
         // counts from here, not from when it was queued behind this one.
         if pos == Some(0) {
-            if let Some(next) = worker.in_flight.first().copied() {
+            if let Some(next) = worker.in_flight.front().copied() {
                 if let Some(Task {
                     state: TaskState::Running { since },
                     ..
@@ -877,11 +893,10 @@ impl Core {
                 self.rtt_ns = 0.9 * self.rtt_ns + 0.1 * rtt;
             }
         }
-        let e = self
-            .fn_busy
-            .entry(task.function.clone())
-            .or_insert(busy_ns as f64);
-        *e = 0.8 * *e + 0.2 * busy_ns as f64;
+        if let Some(e) = self.fn_busy.get_mut(task.fn_index) {
+            let b = busy_ns as f64;
+            *e = Some(e.map_or(b, |old| 0.8 * old + 0.2 * b));
+        }
         task.state = TaskState::Finished(res);
     }
 
@@ -893,7 +908,7 @@ impl Core {
         let mut expired: Vec<(usize, u64)> = Vec::new();
         for (i, w) in self.workers.iter().enumerate() {
             // Only the head of a worker's window is running; the rest wait behind it.
-            if let Some(&id) = w.in_flight.first() {
+            if let Some(&id) = w.in_flight.front() {
                 if let Some(Task {
                     state: TaskState::Running { since, .. },
                     ..
@@ -935,7 +950,7 @@ impl Core {
             l.kill(pid);
         }
         // Tasks it held: retry within budget, in their original order.
-        let held: Vec<u64> = std::mem::take(&mut self.workers[w].in_flight);
+        let held: VecDeque<u64> = std::mem::take(&mut self.workers[w].in_flight);
         let mut requeue = Vec::new();
         for id in held {
             let Some(task) = self.tasks.get_mut(&id) else {
@@ -1310,6 +1325,27 @@ impl Core {
         self.endpoint = None;
     }
 }
+
+/// Task ids are sequential numbers: hashing them with SipHash is wasted work.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread sequential ids over the table's buckets.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Changed attributes: (name, hash, encoded value).
 type Changed = Vec<(&'static str, u64, Vec<u8>)>;

@@ -209,13 +209,26 @@ pub mod __codec {
                         ));
                     }
                     let v = &mut *self.0;
+                    let n = bytes.len() / size;
                     v.clear();
-                    v.resize(bytes.len() / size, <$elem>::default());
-                    let flat: &mut [$scalar] = bytemuck::cast_slice_mut(v.as_mut_slice());
+                    v.reserve_exact(n);
                     if cfg!(target_endian = "little") {
-                        bytemuck::cast_slice_mut::<$scalar, u8>(flat).copy_from_slice(bytes);
+                        // SAFETY: the element type is plain old data (any bit pattern
+                        // is a valid value), the capacity holds `n` elements, and the
+                        // `n * size` bytes copied initialise exactly those elements.
+                        // One copy, without first zeroing the memory as `resize` would.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                bytes.as_ptr(),
+                                v.as_mut_ptr().cast::<u8>(),
+                                n * size,
+                            );
+                            v.set_len(n);
+                        }
                         return Ok(());
                     }
+                    v.resize(n, <$elem>::default());
+                    let flat: &mut [$scalar] = bytemuck::cast_slice_mut(v.as_mut_slice());
                     const W: usize = std::mem::size_of::<$scalar>();
                     for (x, c) in flat.iter_mut().zip(bytes.chunks_exact(W)) {
                         let mut b = [0u8; W];

@@ -155,12 +155,17 @@ pub fn serve(
     // Smoothed task duration: answers are held back only behind tiny tasks, so a
     // long task never delays the answer of the one before it.
     let mut ewma_busy_ns: f64 = 0.0;
+    let mut held = 0usize;
+    // ...and at most this many, so the coordinator can refill the window while
+    // this worker still has tasks buffered, instead of after it ran dry.
+    const MAX_HELD: usize = 16;
     loop {
         if !reader.has_frame() {
             if !out.is_empty() {
                 conn.write_all(&out).map_err(|e| wire(e.into()))?;
                 out.clear();
                 held_since = None;
+                held = 0;
             }
             reader.shrink();
         }
@@ -260,7 +265,13 @@ pub fn serve(
         };
         encode_frame_into(&answer, &mut out).map_err(wire)?;
         let since = *held_since.get_or_insert_with(Instant::now);
-        if ewma_busy_ns > 20_000.0 || since.elapsed() >= MAX_HOLD || out.len() >= 256 * 1024 {
+        held += 1;
+        if ewma_busy_ns > 20_000.0
+            || held >= MAX_HELD
+            || since.elapsed() >= MAX_HOLD
+            || out.len() >= 256 * 1024
+        {
+            held = 0;
             conn.write_all(&out).map_err(|e| wire(e.into()))?;
             out.clear();
             held_since = None;
