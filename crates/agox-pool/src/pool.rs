@@ -145,6 +145,25 @@ impl Pool {
         })
     }
 
+    /// Submits one call of `f` per argument and returns at once; collect each with
+    /// [`get`](Self::get). Like [`map`](Self::map), task `k` gets the seed of index
+    /// `k` of one new call.
+    pub fn submit_all<A: Serialize, O: DeserializeOwned>(
+        &self,
+        f: &FnHandle<A, O>,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<Pending<O>>, PoolError> {
+        let ids = self.submit_many(f.name(), args, None)?;
+        Ok(ids
+            .into_iter()
+            .map(|id| Pending {
+                id,
+                function: f.name().to_string(),
+                _o: PhantomData,
+            })
+            .collect())
+    }
+
     /// Waits for a submitted task and returns its output.
     pub fn get<O: DeserializeOwned>(&self, pending: Pending<O>) -> Result<O, PoolError> {
         let mut core = self.core.lock();

@@ -11,6 +11,7 @@ use agox_pool::Registry;
 
 use crate::calculator::{self, CalcFns};
 use crate::generators::{self, GenFns};
+use crate::search::{pipeline, PipelineArgs, PipelineOutput};
 
 /// Typed handles of every function in the program's registry.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct SearchFns {
     pub calculator: CalcFns,
     /// Candidate generation (generators and samplers on the pool).
     pub generators: GenFns,
+    /// Generation and relaxation of one candidate as one task (the loop's step 1+2).
+    pub generate_relax: agox_pool::FnHandle<PipelineArgs, PipelineOutput>,
 }
 
 /// Builds the program's registry and returns it with the function handles.
@@ -26,11 +29,13 @@ pub fn build() -> (Registry, SearchFns) {
     let mut reg = Registry::new();
     let calculator = calculator::register(&mut reg);
     let generators = generators::register(&mut reg);
+    let generate_relax = pipeline::register(&mut reg);
     (
         reg,
         SearchFns {
             calculator,
             generators,
+            generate_relax,
         },
     )
 }

@@ -47,6 +47,7 @@
 mod collector;
 mod evaluator;
 mod outputs;
+pub mod pipeline;
 mod postprocess;
 mod resume;
 
@@ -54,7 +55,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use agox_pool::{Handle, Pool, PoolError, SyncReport};
+use agox_pool::{FnHandle, Handle, Pending, Pool, PoolError, SyncReport};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -64,6 +65,7 @@ pub use outputs::{
     candidate_frame, write_atomically, Outputs, PoolSummary, RunRecord, StepTimings, Summary,
     SyncSummary, BEST_FILE, DB_FILE, EVALUATED_FILE, RUN_FILE, SUMMARY_FILE,
 };
+pub use pipeline::{lookahead_is_exact, PipelineArgs, PipelineOutput};
 pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
 pub use resume::{check_same_search, History};
 
@@ -216,6 +218,10 @@ pub struct Search {
     timings: StepTimings,
     started: Instant,
     time_offset: f64,
+    /// The fused generate-and-relax task.
+    generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
+    /// Candidates of a later iteration already submitted (see [`pipeline`]).
+    lookahead: Option<(u64, Vec<Pending<PipelineOutput>>)>,
 }
 
 impl Search {
@@ -355,7 +361,26 @@ impl Search {
             iterations_run: 0,
             timings: StepTimings::default(),
             started: Instant::now(),
+            generate_relax: fns.generate_relax,
+            lookahead: None,
         })
+    }
+
+    /// Submits iteration `iteration`'s candidates: one fused generate-and-relax task
+    /// each, with the explicit seeds of [`ParallelCollector::requests`].
+    fn submit_candidates(&self, iteration: u64) -> Result<Vec<Pending<PipelineOutput>>, PoolError> {
+        let relax = self
+            .postprocess
+            .as_ref()
+            .filter(|p| p.active(iteration))
+            .map(|p| (p.model().clone(), p.request().clone()));
+        let args: Vec<PipelineArgs> = self
+            .collector
+            .requests(self.seed, iteration)
+            .into_iter()
+            .map(|r| (r, relax.clone()))
+            .collect();
+        self.pool.submit_all(&self.generate_relax, args)
     }
 
     fn write_run_record(&self) -> Result<(), SearchError> {
@@ -451,28 +476,51 @@ impl Search {
             return Ok(None);
         }
 
-        // 1. collect
+        // 1. collect and 2. relax in the model: one fused task per candidate, maybe
+        // submitted during the previous iteration (look-ahead, see `pipeline`).
         let t = Instant::now();
-        let collected = self.collector.collect(&self.pool, self.seed, iteration)?;
-        timings.collect = t.elapsed().as_secs_f64();
-        let generated = collected.candidates.len();
-        let generation_failures = collected.failures.len();
-        if stop.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-
-        // 2. relax in the model
-        let t = Instant::now();
-        let relaxed = match &self.postprocess {
-            Some(p) => p.process(&self.pool, iteration, collected.candidates)?,
-            None => Relaxed::unrelaxed(collected.candidates),
+        let pending = match self.lookahead.take() {
+            Some((i, pending)) if i == iteration => pending,
+            _ => self.submit_candidates(iteration)?,
         };
-        timings.relax = t.elapsed().as_secs_f64();
-        let n_relaxed = if self
+        if lookahead_is_exact(&self.script) && iteration + 1 < self.iterations() {
+            self.lookahead = Some((iteration + 1, self.submit_candidates(iteration + 1)?));
+        }
+        let relax_active = self
             .postprocess
             .as_ref()
-            .is_some_and(|p| p.active(iteration))
-        {
+            .is_some_and(|p| p.active(iteration));
+        let mut relaxed = Relaxed::default();
+        let mut generated = 0;
+        let mut generation_failures = 0;
+        for p in pending {
+            match self.pool.get(p) {
+                Ok((Ok(mut c), Some(Ok(outcome)))) => {
+                    generated += 1;
+                    relaxed.steps += outcome.steps as u64;
+                    c.atoms = outcome.atoms;
+                    c.meta.relax_steps = Some(outcome.steps as u64);
+                    relaxed.model_energies.push(Some(outcome.evaluation.energy));
+                    relaxed.candidates.push(c);
+                }
+                Ok((Ok(c), None)) => {
+                    generated += 1;
+                    relaxed.model_energies.push(None);
+                    relaxed.candidates.push(c);
+                }
+                Ok((Ok(_), Some(Err(e)))) => {
+                    generated += 1;
+                    relaxed.failures.push(e);
+                }
+                Ok((Err(_), _)) | Err(_) => generation_failures += 1,
+            }
+        }
+        if relax_active {
+            timings.relax = t.elapsed().as_secs_f64();
+        } else {
+            timings.collect = t.elapsed().as_secs_f64();
+        }
+        let n_relaxed = if relax_active {
             relaxed.candidates.len()
         } else {
             0

@@ -71,6 +71,11 @@ impl ParallelRelaxPostprocess {
         }
     }
 
+    /// The model candidates are relaxed in.
+    pub fn model(&self) -> &Link<CalculatorModule> {
+        &self.model
+    }
+
     /// The request every relaxation uses.
     pub fn request(&self) -> &RelaxRequest {
         &self.request
