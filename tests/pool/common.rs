@@ -41,6 +41,42 @@ impl Module for Counter {
     const TYPE_NAME: &'static str = "Counter";
 }
 
+/// A module that owns a handle to its pool and synchronizes itself, the way AGOX's
+/// `RayPoolUser` modules do.
+#[derive(Serialize, Deserialize, Default)]
+pub struct SelfSync {
+    pub values: Vec<f64>,
+    pub key: String,
+    #[serde(skip)]
+    pub pool: Option<Pool>,
+}
+
+impl Module for SelfSync {
+    const TYPE_NAME: &'static str = "SelfSync";
+    dynamic_attributes!(values);
+    fn self_synchronizing(&self) -> bool {
+        true
+    }
+}
+
+impl SelfSync {
+    /// What the workers' copies hold, read through the module's own pool handle.
+    pub fn seen_by_workers(&self, read: &FnHandle<Link<SelfSync>, f64>) -> Vec<f64> {
+        let pool = self.pool.as_ref().expect("pool handle set");
+        let n = pool.size().max(1);
+        pool.map(read, vec![Link::new(self.key.clone()); 2 * n])
+            .expect("map from inside a module")
+    }
+
+    /// Changes the values and pushes them to the workers at once.
+    pub fn update(&mut self, values: Vec<f64>) -> agox::pool::SyncReport {
+        self.values = values;
+        let pool = self.pool.clone().expect("pool handle set");
+        pool.synchronize_from(&self.key, self, None)
+            .expect("self synchronization")
+    }
+}
+
 pub struct Fns {
     pub square: FnHandle<u64, u64>,
     pub sleep_ms: FnHandle<u64, (u64, Option<u32>)>,
@@ -56,6 +92,7 @@ pub struct Fns {
     pub read: FnHandle<Link<Counter>, u64>,
     pub pid: FnHandle<(), u32>,
     pub sum: FnHandle<Vec<f64>, f64>,
+    pub selfsync_sum: FnHandle<Link<SelfSync>, f64>,
 }
 
 fn sleep_ms(ctx: &TaskContext, ms: u64) -> Result<(u64, Option<u32>), TaskError> {
@@ -67,7 +104,8 @@ pub fn registry() -> (Registry, Fns) {
     let mut r = Registry::new();
     r.module::<Model>()
         .module::<Acquisitor>()
-        .module::<Counter>();
+        .module::<Counter>()
+        .module::<SelfSync>();
     let fns = Fns {
         square: r.function("square", |_: &TaskContext, x: u64| {
             Ok::<_, TaskError>(x * x)
@@ -139,6 +177,9 @@ pub fn registry() -> (Registry, Fns) {
         }),
         sum: r.function("sum", |_: &TaskContext, v: Vec<f64>| {
             Ok::<_, TaskError>(v.iter().sum())
+        }),
+        selfsync_sum: r.function("selfsync_sum", |ctx: &TaskContext, m: Link<SelfSync>| {
+            Ok::<_, TaskError>(ctx.module(&m)?.values.iter().sum())
         }),
     };
     (r, fns)

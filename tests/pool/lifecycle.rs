@@ -140,13 +140,47 @@ fn forking_while_other_threads_allocate_and_print() {
             })
         })
         .collect();
+    // One more thread panics over and over: the panic machinery's locks are held
+    // at random moments when the pool forks.
+    let panicker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::panic::catch_unwind(|| panic!("noise panic"));
+            }
+        })
+    };
     for round in 0..8 {
         let (pool, f) = pool(2);
         let out = pool.map(&f.square, 0..50u64).unwrap();
         assert_eq!(out[7], 49, "round {round}");
     }
     stop.store(true, Ordering::Relaxed);
+    panicker.join().unwrap();
     for t in noise {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn workers_run_single_threaded_numerics() {
+    let mut r = agox::pool::Registry::new();
+    let env = r.function("env", |_: &agox::pool::TaskContext, name: String| {
+        Ok::<_, agox::pool::TaskError>(std::env::var(name).ok())
+    });
+    let before = std::env::var("OMP_NUM_THREADS").ok();
+    let pool = agox::pool::Pool::start(r, agox::pool::PoolConfig::with_workers(2)).unwrap();
+    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+        assert_eq!(
+            pool.broadcast(&env, &var.to_string()).unwrap(),
+            vec![Some("1".to_string()); 2],
+            "{var}"
+        );
+    }
+    // The driver's own environment is left alone.
+    assert_eq!(std::env::var("OMP_NUM_THREADS").ok(), before);
+    assert_eq!(
+        pool.broadcast(&env, &"PATH".to_string()).unwrap()[0],
+        std::env::var("PATH").ok()
+    );
 }

@@ -191,3 +191,32 @@ fn unregistered_module_type_is_refused() {
     let err = pool.add_module("s", Stranger).unwrap_err().to_string();
     assert!(err.contains("'Stranger' is not registered"), "{err}");
 }
+
+#[test]
+fn self_synchronizing_module_is_skipped_and_pushes_itself() {
+    use crate::common::SelfSync;
+    let (pool, f) = pool(2);
+    let m = pool
+        .add_module(
+            "self",
+            SelfSync {
+                values: vec![1.0],
+                key: "self".into(),
+                pool: None,
+            },
+        )
+        .unwrap();
+    m.lock().pool = Some(pool.clone());
+    assert_eq!(m.lock().seen_by_workers(&f.selfsync_sum), vec![1.0; 4]);
+
+    // The end-of-iteration synchronization leaves a self-synchronizing module alone.
+    m.lock().values = vec![5.0];
+    let r = pool.synchronize().unwrap();
+    assert_eq!(r.attributes, 0, "{r}");
+    assert_eq!(m.lock().seen_by_workers(&f.selfsync_sum), vec![1.0; 4]);
+
+    // It pushes itself, from inside its own method, while the driver copy is locked.
+    let r = m.lock().update(vec![2.0, 3.0]);
+    assert_eq!(r.names, vec!["self.values".to_string()], "{r}");
+    assert_eq!(m.lock().seen_by_workers(&f.selfsync_sum), vec![5.0; 4]);
+}

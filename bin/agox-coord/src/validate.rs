@@ -23,7 +23,9 @@ pub struct ValidateArgs {
 /// stderr (exit 1).
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     match Script::load(&args.script) {
-        Ok(script) => {
+        Ok(mut script) => {
+            // Show the worker count a run would use on this machine, not `null`.
+            script.search.workers = Some(script.workers());
             println!("{}", script.to_json());
             Ok(ExitCode::SUCCESS)
         }

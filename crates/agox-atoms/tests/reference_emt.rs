@@ -6,62 +6,9 @@
 use agox_atoms::emt::Emt;
 use agox_atoms::{Atoms, Calculator};
 use proptest::prelude::*;
-use serde_json::Value;
 
-const EMT_JSON: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/emt.json"
-);
-
-fn load() -> Value {
-    let text = std::fs::read_to_string(EMT_JSON).expect("reference file emt.json");
-    serde_json::from_str(&text).expect("valid json")
-}
-
-fn vec3s(v: &Value) -> Vec<[f64; 3]> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let r = r.as_array().unwrap();
-            [
-                r[0].as_f64().unwrap(),
-                r[1].as_f64().unwrap(),
-                r[2].as_f64().unwrap(),
-            ]
-        })
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn structure(e: &Value) -> Atoms {
-    let cell = vec3s(&e["cell"]);
-    let pbc: Vec<bool> = e["pbc"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_bool().unwrap())
-        .collect();
-    Atoms {
-        numbers: e["numbers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|z| z.as_u64().unwrap() as u8)
-            .collect(),
-        positions: vec3s(&e["positions"]),
-        cell: [cell[0], cell[1], cell[2]],
-        pbc: [pbc[0], pbc[1], pbc[2]],
-        ..Default::default()
-    }
-}
+mod common;
+use common::{atoms_from, entry, floats, reference, vec3s};
 
 fn assert_close(id: &str, what: &str, got: f64, want: f64, tol: f64) {
     assert!(
@@ -73,7 +20,7 @@ fn assert_close(id: &str, what: &str, got: f64, want: f64, tol: f64) {
 
 #[test]
 fn emt_matches_ase_on_every_entry() {
-    let data = load();
+    let data = reference("emt");
     let cutoff = &data["meta"]["cutoff"];
     let mut emt = Emt::new();
     assert_close(
@@ -102,7 +49,7 @@ fn emt_matches_ase_on_every_entry() {
     let mut with_stress = 0;
     for e in entries {
         let id = e["id"].as_str().unwrap();
-        let atoms = structure(e);
+        let atoms = atoms_from(e);
         let ev = emt.calculate(&atoms, true).unwrap();
         let want = e["energy"].as_f64().unwrap();
         assert_close(id, "energy", ev.energy, want, 1e-8 * want.abs().max(1e-3));
@@ -138,7 +85,7 @@ fn emt_matches_ase_on_every_entry() {
 
 #[test]
 fn emt_dimer_cutoff_scan() {
-    let data = load();
+    let data = reference("emt");
     let mut emt = Emt::new();
     let mut count = 0;
     for scan in data["dimer_scans"].as_array().unwrap() {
@@ -203,14 +150,9 @@ fn force_error(emt: &mut Emt, atoms: &Atoms, h: f64) -> (f64, f64) {
 #[test]
 fn emt_stress_matches_strain_derivative() {
     // Rattled periodic Cu3Au-like cell with a skewed cell: stress = (1/V) dE/dε.
-    let data = load();
-    let e = data["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == "alloy_Cu3Au_L12_rattled")
-        .unwrap();
-    let mut atoms = structure(e);
+    let data = reference("emt");
+    let e = entry(&data, "alloy_Cu3Au_L12_rattled");
+    let mut atoms = atoms_from(e);
     atoms.cell[1][0] += 0.3;
     atoms.cell[2][1] -= 0.2;
     let mut emt = Emt::new();
@@ -260,14 +202,9 @@ fn emt_stress_matches_strain_derivative() {
 
 #[test]
 fn emt_forces_periodic_slab() {
-    let data = load();
-    let e = data["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == "slab_Au111_2x2x3_Cu3")
-        .unwrap();
-    let mut atoms = structure(e);
+    let data = reference("emt");
+    let e = entry(&data, "slab_Au111_2x2x3_Cu3");
+    let mut atoms = atoms_from(e);
     for (i, p) in atoms.positions.iter_mut().enumerate() {
         p[0] += 0.05 * ((i * 7 % 5) as f64 - 2.0);
         p[2] += 0.04 * ((i * 3 % 4) as f64 - 1.5);

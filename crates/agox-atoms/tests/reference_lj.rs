@@ -6,58 +6,12 @@
 use agox_atoms::lj::LennardJones;
 use agox_atoms::{Atoms, Calculator};
 use proptest::prelude::*;
-use serde_json::Value;
 
-const LJ_JSON: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/lj.json"
-);
-
-fn load() -> Value {
-    let text = std::fs::read_to_string(LJ_JSON).expect("reference file lj.json");
-    serde_json::from_str(&text).expect("valid json")
-}
-
-fn vec3s(v: &Value) -> Vec<[f64; 3]> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let r = r.as_array().unwrap();
-            [
-                r[0].as_f64().unwrap(),
-                r[1].as_f64().unwrap(),
-                r[2].as_f64().unwrap(),
-            ]
-        })
-        .collect()
-}
-
-fn structure(e: &Value) -> Atoms {
-    let positions = vec3s(&e["positions"]);
-    let cell = vec3s(&e["cell"]);
-    let pbc: Vec<bool> = e["pbc"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_bool().unwrap())
-        .collect();
-    Atoms {
-        numbers: e["numbers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|z| z.as_u64().unwrap() as u8)
-            .collect(),
-        positions,
-        cell: [cell[0], cell[1], cell[2]],
-        pbc: [pbc[0], pbc[1], pbc[2]],
-        ..Default::default()
-    }
-}
+mod common;
+use common::{atoms_from, reference, vec3s};
 
 fn check(shifted: bool) {
-    let data = load();
+    let data = reference("lj");
     let p = &data["meta"]["parameters"];
     let (eps, sigma, rc) = (
         p["epsilon"].as_f64().unwrap(),
@@ -73,7 +27,7 @@ fn check(shifted: bool) {
     assert_eq!(entries.len(), 15);
     for e in entries {
         let id = e["id"].as_str().unwrap();
-        let atoms = structure(e);
+        let atoms = atoms_from(e);
         let ev = lj.calculate(&atoms, false).unwrap();
         let key = if shifted {
             "energy"
@@ -134,11 +88,7 @@ fn lj_matches_unshifted_sum() {
 
 #[test]
 fn lj_global_minima_energies() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/lj_global_minima.json"
-    );
-    let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let data = reference("lj_global_minima");
     let mut lj = LennardJones::new(1.0, 1.0, 100.0);
     let mut count = 0;
     for e in data["entries"].as_array().unwrap() {

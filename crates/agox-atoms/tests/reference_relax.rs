@@ -12,54 +12,10 @@
 use agox_atoms::optimize::{
     relax_with, BfgsParams, FireParams, OptimizerKind, RelaxOptions, StepControl,
 };
-use agox_atoms::{Atoms, Calculator};
-use serde_json::Value;
+use agox_atoms::Calculator;
 
-fn relax_json() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/relax.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).expect("relax.json readable"))
-        .expect("relax.json parses")
-}
-
-fn vec3s(v: &Value) -> Vec<[f64; 3]> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let p = p.as_array().unwrap();
-            [
-                p[0].as_f64().unwrap(),
-                p[1].as_f64().unwrap(),
-                p[2].as_f64().unwrap(),
-            ]
-        })
-        .collect()
-}
-
-fn atoms_from(entry: &Value) -> Atoms {
-    let cell = vec3s(&entry["cell"]);
-    let pbc: Vec<bool> = entry["pbc"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_bool().unwrap())
-        .collect();
-    Atoms {
-        numbers: entry["numbers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|z| z.as_u64().unwrap() as u8)
-            .collect(),
-        positions: vec3s(&entry["positions"]),
-        cell: [cell[0], cell[1], cell[2]],
-        pbc: [pbc[0], pbc[1], pbc[2]],
-        ..Default::default()
-    }
-}
+mod common;
+use common::{atoms_from, floats, reference};
 
 fn calculator(potential: &str) -> Box<dyn Calculator> {
     match potential {
@@ -81,7 +37,7 @@ struct Row {
 }
 
 fn run_all(potential: &str) -> Vec<Row> {
-    let data = relax_json();
+    let data = reference("relax");
     let fmax = data["meta"]["run"]["fmax"].as_f64().unwrap_or(0.05);
     let mut rows = Vec::new();
     for entry in data["entries"]
@@ -96,12 +52,7 @@ fn run_all(potential: &str) -> Vec<Row> {
         ] {
             let reference = &entry[name];
             let ase_steps = reference["n_steps"].as_u64().unwrap() as usize;
-            let trace: Vec<f64> = reference["energy_trace"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
+            let trace = floats(&reference["energy_trace"]);
             let sensitivity = &reference["sensitivity"];
             let stable = sensitivity["same_n_steps"].as_bool().unwrap()
                 && sensitivity["final_positions_max_abs_diff"]

@@ -116,6 +116,10 @@ impl ForkServer {
     /// Forks the fork server. Call before the pool creates anything that must not
     /// be duplicated into workers.
     pub fn start(registry: Arc<Registry>, info: LaunchInfo) -> io::Result<Self> {
+        worker::install_panic_hook();
+        // The workers' environment, built here: the child must not call `setenv`,
+        // whose lock another driver thread may hold at the instant of the fork.
+        let env = WorkerEnviron::new();
         let (parent_end, child_end) = UnixStream::pair()?;
         // SAFETY: the child only runs `fork_server_main`, which uses no lock another
         // thread of the driver could hold except the allocator, which glibc resets.
@@ -132,6 +136,7 @@ impl ForkServer {
                 let keep = child_end.as_raw_fd();
                 std::mem::forget(parent_end);
                 close_other_fds(keep);
+                env.install();
                 let code = fork_server_main(child_end, &registry, &info);
                 // SAFETY: leave without running the driver's atexit handlers or
                 // destructors, which belong to the driver's process.
@@ -183,6 +188,59 @@ impl Drop for ForkServer {
     }
 }
 
+/// A complete environment block (`KEY=value` strings and the null-terminated
+/// pointer array C expects), prepared in the driver so that a forked child can make
+/// it its environment by assigning one pointer, without taking any lock.
+struct WorkerEnviron {
+    _strings: Vec<std::ffi::CString>,
+    pointers: Vec<*mut libc::c_char>,
+}
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+impl WorkerEnviron {
+    fn new() -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let mut strings = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            if WORKER_ENV.iter().any(|(name, _)| k == *name) {
+                continue;
+            }
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            if let Ok(c) = std::ffi::CString::new(kv) {
+                strings.push(c);
+            }
+        }
+        for (k, v) in WORKER_ENV {
+            if let Ok(c) = std::ffi::CString::new(format!("{k}={v}")) {
+                strings.push(c);
+            }
+        }
+        let mut pointers: Vec<*mut libc::c_char> =
+            strings.iter().map(|c| c.as_ptr().cast_mut()).collect();
+        pointers.push(std::ptr::null_mut());
+        WorkerEnviron {
+            _strings: strings,
+            pointers,
+        }
+    }
+
+    /// Makes this block the process environment. Only for the freshly forked,
+    /// single-threaded child; the block must outlive the process (it is leaked).
+    fn install(self) {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the child is single-threaded here, and the strings and pointer
+        // array are never freed (ManuallyDrop), so `environ` stays valid.
+        unsafe {
+            environ = me.pointers.as_ptr().cast_mut();
+        }
+    }
+}
+
 /// The fork server's loop. Returns its exit code.
 fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo) -> i32 {
     // Ctrl-C goes to the whole foreground process group; the driver decides what
@@ -190,9 +248,6 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
     // SAFETY: installing SIG_IGN is always sound.
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-    }
-    for (k, v) in WORKER_ENV {
-        std::env::set_var(k, v);
     }
     let me = nix::unistd::getpid();
     let mut children: Vec<Pid> = Vec::new();
@@ -394,9 +449,11 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
             line.trim().to_string()
         }
     };
+    // A fresh process: setting the environment and the hook here is safe.
     for (k, v) in WORKER_ENV {
         std::env::set_var(k, v);
     }
+    worker::install_panic_hook();
     // Ctrl-C reaches the whole process group; the coordinator decides what a run
     // does about it, so workers do not die of it.
     // SAFETY: installing SIG_IGN is always sound.

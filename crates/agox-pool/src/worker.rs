@@ -70,17 +70,31 @@ pub struct WorkerIdentity {
 
 thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set on a worker's serving thread: panics there are reported as data, not printed.
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Installs a panic hook that records where a task panicked instead of printing:
-/// the message travels back to the caller as data.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let loc = info
-            .location()
-            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
-    }));
+/// Installs, once per process, a panic hook that records where a panic happened
+/// (for the error sent back to the caller) and, on a worker's serving thread, prints
+/// nothing; everywhere else it hands over to the hook that was there before.
+///
+/// It is installed in the driver **before** the fork server is forked, never in a
+/// forked child: `set_hook` takes a lock that another driver thread may have held at
+/// fork time, which would deadlock the child forever.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let _ = PANIC_LOCATION.try_with(|p| *p.borrow_mut() = loc);
+            if !SERVING.try_with(|s| s.get()).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Makes large allocations (frame buffers, attribute values) come from their own
@@ -117,7 +131,7 @@ pub fn serve(
 ) -> Result<Ending, WorkerError> {
     let worker = id.worker_id;
     let wire = |source| WorkerError::Wire { worker, source };
-    install_panic_hook();
+    SERVING.with(|s| s.set(true));
     release_large_allocations();
     conn.set_nonblocking(false).map_err(|e| wire(e.into()))?;
     let hello = FromWorker::Hello(Hello {

@@ -15,7 +15,7 @@
 //!   into them.
 //!
 //! Deliberate differences from AGOX, all in corner cases (documented in
-//! `docs/atoms-optimize.md`): the factor is clamped to `[0, 1]` (AGOX lets it go
+//! `docs/atoms.md, "Local optimization"`): the factor is clamped to `[0, 1]` (AGOX lets it go
 //! slightly negative for `c > 0.999` or `c < 0.001`, pushing the atom outwards);
 //! an atom found outside the box gets zero force (what AGOX's check intends, but
 //! its `(c < 0) * (c > 1)` test is never true); and only the non-periodic axes

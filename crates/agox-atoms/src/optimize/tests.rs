@@ -215,7 +215,7 @@ fn all_fixed_converges_immediately() {
 
 /// AGOX 3.11 `BoxConstraint` + ASE 3.29 BFGS / FIRE on two atoms pulled towards
 /// wells outside a 2 Å box (only atom 0 confined): energies after each step,
-/// computed with /work/venv (script in docs/atoms-optimize.md).
+/// computed with /work/venv (script in docs/atoms.md, "Local optimization").
 const AGOX_BOX_BFGS: [f64; 22] = [
     16.045,
     15.589845918367349,

@@ -320,15 +320,8 @@ impl fmt::Display for Script {
 }
 
 /// Default number of workers: `SLURM_NTASKS` when set to a positive integer, otherwise
-/// the number of CPUs this process may use (`std::thread::available_parallelism`), at
-/// least 1.
-pub fn default_workers() -> usize {
-    std::env::var("SLURM_NTASKS")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
+/// the number of CPUs this process may run on (the pool's own default).
+pub use agox_pool::default_workers;
 
 #[cfg(test)]
 mod tests {
