@@ -15,6 +15,17 @@ pub struct Model {
     pub bias: f64,
 }
 
+impl Model {
+    /// A model with these weights, version 0.
+    pub fn new(weights: Vec<f64>, bias: f64) -> Self {
+        Model {
+            weights,
+            version: 0,
+            bias,
+        }
+    }
+}
+
 impl Module for Model {
     const TYPE_NAME: &'static str = "Model";
     dynamic_attributes!(weights, version);

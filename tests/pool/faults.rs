@@ -66,14 +66,7 @@ fn panic_is_reported_with_location_and_worker_lives_on() {
 fn sigkilled_worker_is_replaced_with_its_state_and_the_task_retried() {
     let (pool, f) = pool(2);
     let m = pool
-        .add_module(
-            "model",
-            Model {
-                weights: vec![1.0],
-                version: 0,
-                bias: 1.0,
-            },
-        )
+        .add_module("model", Model::new(vec![1.0], 1.0))
         .unwrap();
     m.lock().weights = vec![2.0, 3.0];
     pool.synchronize().unwrap();

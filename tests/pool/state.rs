@@ -81,14 +81,7 @@ fn only_changed_attributes_are_sent() {
 fn linked_module_resolves_to_the_workers_copy() {
     let (pool, f) = pool(2);
     let m = pool
-        .add_module(
-            "model",
-            Model {
-                weights: vec![1.0],
-                version: 0,
-                bias: 0.0,
-            },
-        )
+        .add_module("model", Model::new(vec![1.0], 0.0))
         .unwrap();
     let a = pool
         .add_module(
@@ -123,14 +116,7 @@ fn linked_module_resolves_to_the_workers_copy() {
 fn module_synchronizes_itself() {
     let (pool, f) = pool(2);
     let m = pool
-        .add_module(
-            "model",
-            Model {
-                weights: vec![1.0],
-                version: 0,
-                bias: 0.0,
-            },
-        )
+        .add_module("model", Model::new(vec![1.0], 0.0))
         .unwrap();
     {
         let mut guard = m.lock();
@@ -160,16 +146,7 @@ fn module_synchronizes_itself() {
 #[test]
 fn large_attribute_reaches_every_worker() {
     let (pool, f) = pool(2);
-    let m = pool
-        .add_module(
-            "model",
-            Model {
-                weights: vec![],
-                version: 0,
-                bias: 0.0,
-            },
-        )
-        .unwrap();
+    let m = pool.add_module("model", Model::new(vec![], 0.0)).unwrap();
     m.lock().weights = (0..1_000_000).map(|i| i as f64 * 1e-6).collect();
     let r = pool.synchronize().unwrap();
     assert!(r.bytes >= 2 * 8_000_000, "{r}");
