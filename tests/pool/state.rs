@@ -154,6 +154,34 @@ fn large_attribute_reaches_every_worker() {
     for v in pool.broadcast(&f.predict, &(m.link(), 1.0)).unwrap() {
         assert_eq!(v, expect);
     }
+    // A new value of the same size and one of another size (the coordinator reuses
+    // the memory of the value it no longer needs), each seen by every worker.
+    for n in [1_000_000usize, 300_000] {
+        m.lock().weights = (0..n).map(|i| (i % 97) as f64).collect();
+        m.lock().version += 1;
+        let r = pool.synchronize().unwrap();
+        assert_eq!(r.attributes, 2, "{r}");
+        let expect: f64 = m.lock().weights.iter().sum();
+        for state in pool.broadcast(&f.model_state, &m.link()).unwrap() {
+            assert_eq!(state.weights.len(), n);
+            assert_eq!(state.weights.iter().sum::<f64>(), expect);
+        }
+    }
+    // A replacement worker gets the large value back.
+    let victim = pool.worker_pids()[1];
+    // SAFETY: killing a worker process of this test.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(crate::common::eventually(
+        std::time::Duration::from_secs(3),
+        || { !crate::common::process_alive(victim) }
+    ));
+    let expect: f64 = m.lock().weights.iter().sum();
+    let out = pool.map(&f.predict, vec![(m.link(), 1.0); 8]).unwrap();
+    assert_eq!(out, vec![expect; 8]);
+    assert_eq!(pool.stats().total_restarts(), 1);
+    for v in pool.broadcast(&f.predict, &(m.link(), 1.0)).unwrap() {
+        assert_eq!(v, expect);
+    }
 }
 
 #[test]

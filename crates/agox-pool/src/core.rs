@@ -21,6 +21,7 @@ use agox_wire::{
 use serde_bytes::{ByteBuf, Bytes};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,15 +30,76 @@ use std::time::{Duration, Instant};
 enum Chunk {
     Own(Vec<u8>),
     Shared(Arc<Vec<u8>>),
+    /// A frame whose first byte carries a file descriptor (`SCM_RIGHTS`).
+    SharedFd(Arc<Vec<u8>>, Arc<OwnedFd>),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Own(v) => v,
-            Chunk::Shared(v) => v,
+            Chunk::Shared(v) | Chunk::SharedFd(v, _) => v,
         }
     }
+
+    /// A copy for another worker (sharing the buffer where there is one).
+    fn for_another(&self) -> Chunk {
+        match self {
+            Chunk::Own(v) => Chunk::Shared(Arc::new(v.clone())),
+            Chunk::Shared(v) => Chunk::Shared(v.clone()),
+            Chunk::SharedFd(v, fd) => Chunk::SharedFd(v.clone(), fd.clone()),
+        }
+    }
+}
+
+/// Values at least this large travel as shared memory where the transport can pass
+/// descriptors: written once by the coordinator, mapped by every worker.
+const SHARED_MIN: usize = 1 << 20;
+
+/// An attribute value the workers hold, as the coordinator keeps it for replay.
+enum Held {
+    /// In memory.
+    Bytes(Arc<Vec<u8>>),
+    /// In a memory file (`memfd`) of `len` bytes, passed to workers by descriptor.
+    File { fd: Arc<OwnedFd>, len: usize },
+}
+
+/// Writes `bytes` into a memory file: `reuse` (whose pages are already in memory)
+/// when given, else a new one.
+fn memory_file(bytes: &[u8], reuse: Option<Arc<OwnedFd>>) -> io::Result<Arc<OwnedFd>> {
+    let fd = match reuse {
+        Some(fd) => fd,
+        None => Arc::new(
+            nix::sys::memfd::memfd_create(
+                c"agox-attribute",
+                nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+            )
+            .map_err(io::Error::from)?,
+        ),
+    };
+    nix::unistd::ftruncate(&*fd, bytes.len() as libc::off_t).map_err(io::Error::from)?;
+    if bytes.is_empty() {
+        return Ok(fd);
+    }
+    // SAFETY: a shared writable mapping of exactly the file's length, checked for
+    // failure, written once and unmapped; nobody else writes this file meanwhile
+    // (a reused file is one no worker still needs).
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            bytes.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.cast::<u8>(), bytes.len());
+        libc::munmap(map, bytes.len());
+    }
+    Ok(fd)
 }
 
 struct Worker {
@@ -100,12 +162,24 @@ impl Worker {
             return Ok(());
         };
         while !self.out.is_empty() {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(64));
-            for (i, c) in self.out.iter().take(64).enumerate() {
-                let b = c.bytes();
-                slices.push(IoSlice::new(if i == 0 { &b[self.out_off..] } else { b }));
-            }
-            match conn.write_vectored(&slices) {
+            let result = match self.out.front() {
+                // A descriptor rides on the first byte of its frame, sent alone.
+                Some(Chunk::SharedFd(bytes, fd)) if self.out_off == 0 => {
+                    conn.send_with_fd(bytes, fd.as_raw_fd())
+                }
+                _ => {
+                    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(64));
+                    for (i, c) in self.out.iter().take(64).enumerate() {
+                        if i > 0 && matches!(c, Chunk::SharedFd(..)) {
+                            break;
+                        }
+                        let b = c.bytes();
+                        slices.push(IoSlice::new(if i == 0 { &b[self.out_off..] } else { b }));
+                    }
+                    conn.write_vectored(&slices)
+                }
+            };
+            match result {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket closed")),
                 Ok(mut n) => {
                     while n > 0 {
@@ -161,7 +235,7 @@ struct ModuleRecord {
     /// The full state shipped at `add` time.
     state: Arc<Vec<u8>>,
     /// For each dynamic attribute: hash and bytes of the value the workers hold.
-    sent: HashMap<&'static str, (u64, Arc<Vec<u8>>)>,
+    sent: HashMap<&'static str, (u64, Held)>,
     slot: Slot,
 }
 
@@ -193,6 +267,8 @@ pub(crate) struct Core {
     /// Smoothed socket round trip (ns).
     rtt_ns: f64,
     pub(crate) driver: ModuleStore,
+    /// Memory files of superseded large values, reused for the next value.
+    spare: HashMap<(String, &'static str), Arc<OwnedFd>>,
     sync_totals: SyncTotals,
     retries: u64,
     timeouts: u64,
@@ -236,6 +312,7 @@ impl Core {
             fn_busy: Vec::new(),
             rtt_ns: 60_000.0,
             driver: ModuleStore::default(),
+            spare: HashMap::new(),
             sync_totals: SyncTotals::default(),
             retries: 0,
             timeouts: 0,
@@ -1021,16 +1098,25 @@ impl Core {
                 state: ByteBuf::from(rec.state.as_slice().to_vec()),
             };
             frames.push(Chunk::Own(encode_frame(&add)?));
-            if !rec.sent.is_empty() {
+            let in_memory: Vec<(&str, &Arc<Vec<u8>>)> = rec
+                .sent
+                .iter()
+                .filter_map(|(k, (_, v))| match v {
+                    Held::Bytes(b) => Some((*k, b)),
+                    Held::File { .. } => None,
+                })
+                .collect();
+            if !in_memory.is_empty() {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let values: Vec<(&str, &Arc<Vec<u8>>)> =
-                    rec.sent.iter().map(|(k, (_, v))| (*k, v)).collect();
-                frames.extend(
-                    attribute_frame(seq, &rec.key, &values)?
-                        .into_iter()
-                        .map(Chunk::Shared),
-                );
+                frames.extend(attribute_frame(seq, &rec.key, &in_memory)?);
+            }
+            for (name, (_, held)) in &rec.sent {
+                if let Held::File { fd, len } = held {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    frames.push(shared_attribute_frame(seq, &rec.key, name, fd, *len)?);
+                }
             }
         }
         let worker = &mut self.workers[w];
@@ -1050,14 +1136,14 @@ impl Core {
     fn broadcast_and_wait(
         &mut self,
         key: &str,
-        frame: Vec<Arc<Vec<u8>>>,
+        frame: Vec<Chunk>,
         seq: u64,
     ) -> Result<(), PoolError> {
         let mut remaining = HashSet::new();
         for w in &mut self.workers {
             if w.alive() {
                 w.seal_batch();
-                w.out.extend(frame.iter().map(|p| Chunk::Shared(p.clone())));
+                w.out.extend(frame.iter().map(Chunk::for_another));
                 remaining.insert(w.id);
             }
         }
@@ -1117,7 +1203,8 @@ impl Core {
                 what: format!("module '{key}'"),
                 message: e.to_string(),
             })?;
-            sent.insert(name, (xxhash_rust::xxh3::xxh3_64(&bytes), Arc::new(bytes)));
+            let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            sent.insert(name, (hash, Held::Bytes(Arc::new(bytes.into_owned()))));
         }
         self.modules.retain(|m| m.key != key);
         let slot = self.driver.insert(key, module);
@@ -1140,7 +1227,7 @@ impl Core {
             type_name: type_name.to_string(),
             state: ByteBuf::from(state.as_slice().to_vec()),
         };
-        let frame = vec![Arc::new(encode_frame(&msg)?)];
+        let frame = vec![Chunk::Shared(Arc::new(encode_frame(&msg)?))];
         if let Err(e) = self.broadcast_and_wait(key, frame, seq) {
             self.modules.retain(|m| m.key != key);
             self.driver.remove(key);
@@ -1155,15 +1242,18 @@ impl Core {
         }
         self.modules.retain(|m| m.key != key);
         self.driver.remove(key);
+        self.spare.retain(|(k, _), _| k != key);
         if self.workers.is_empty() {
             return Ok(());
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = vec![Arc::new(encode_frame(&ToWorker::RemoveModule {
-            seq,
-            key: key.to_string(),
-        })?)];
+        let frame = vec![Chunk::Shared(Arc::new(encode_frame(
+            &ToWorker::RemoveModule {
+                seq,
+                key: key.to_string(),
+            },
+        )?))];
         self.broadcast_and_wait(key, frame, seq)
     }
 
@@ -1194,10 +1284,21 @@ impl Core {
             }
         }
         let n_live = self.workers.iter().filter(|w| w.alive()).count();
+        // Large values go as shared memory when every live worker can take a
+        // descriptor; the rest in frames.
+        let by_file = n_live > 0
+            && self
+                .workers
+                .iter()
+                .filter_map(|w| w.conn.as_ref())
+                .all(|c| c.passes_fds());
         for i in 0..self.modules.len() {
             let rec = &self.modules[i];
+            let spare = &mut self.spare;
             let changed: Changed = {
-                let read = |m: &dyn ErasedModule| -> Result<Changed, PoolError> {
+                // Reads each attribute while the module is locked; a changed value is
+                // copied once, into a memory file (large) or a buffer (small).
+                let mut read = |m: &dyn ErasedModule| -> Result<Changed, PoolError> {
                     let mut out = Vec::new();
                     for &name in m.attribute_names() {
                         if let Some((_, Some(list))) = only {
@@ -1210,9 +1311,22 @@ impl Core {
                             message: e.to_string(),
                         })?;
                         let h = xxhash_rust::xxh3::xxh3_64(&bytes);
-                        if rec.sent.get(name).map(|(old, _)| *old) != Some(h) {
-                            out.push((name, h, bytes));
+                        if rec.sent.get(name).map(|(old, _)| *old) == Some(h) {
+                            continue;
                         }
+                        let held = if by_file && bytes.len() >= SHARED_MIN {
+                            let reuse = spare.remove(&(rec.key.clone(), name));
+                            let fd = memory_file(&bytes, reuse).map_err(|e| {
+                                PoolError::io(format!("sharing {}.{name}", rec.key), e)
+                            })?;
+                            Held::File {
+                                fd,
+                                len: bytes.len(),
+                            }
+                        } else {
+                            Held::Bytes(Arc::new(bytes.into_owned()))
+                        };
+                        out.push((name, h, held));
                     }
                     Ok(out)
                 };
@@ -1258,22 +1372,41 @@ impl Core {
             report
                 .names
                 .extend(attrs.iter().map(|a| format!("{key}.{a}")));
-            let mut values: Vec<(&'static str, u64, Arc<Vec<u8>>)> = changed
-                .into_iter()
-                .map(|(n, h, b)| (n, h, Arc::new(b)))
-                .collect();
+            let held = changed;
             if n_live > 0 {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let pairs: Vec<(&str, &Arc<Vec<u8>>)> =
-                    values.iter().map(|(n, _, b)| (*n, b)).collect();
-                let frame = attribute_frame(seq, &key, &pairs)?;
-                report.bytes += frame.iter().map(|p| p.len()).sum::<usize>() * n_live;
-                self.broadcast_and_wait(&key, frame, seq)?;
+                let in_memory: Vec<(&str, &Arc<Vec<u8>>)> = held
+                    .iter()
+                    .filter_map(|(n, _, v)| match v {
+                        Held::Bytes(b) => Some((*n, b)),
+                        Held::File { .. } => None,
+                    })
+                    .collect();
+                if !in_memory.is_empty() {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let frame = attribute_frame(seq, &key, &in_memory)?;
+                    report.bytes += frame.iter().map(|p| p.bytes().len()).sum::<usize>() * n_live;
+                    self.broadcast_and_wait(&key, frame, seq)?;
+                }
+                for (n, _, v) in &held {
+                    if let Held::File { fd, len } = v {
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        let frame = shared_attribute_frame(seq, &key, n, fd, *len)?;
+                        report.bytes += (frame.bytes().len() + len) * n_live;
+                        self.broadcast_and_wait(&key, vec![frame], seq)?;
+                    }
+                }
             }
             let rec = &mut self.modules[i];
-            for (n, h, b) in values.drain(..) {
-                rec.sent.insert(n, (h, b));
+            for (n, h, v) in held {
+                if let Some((_, Held::File { fd, .. })) = rec.sent.insert(n, (h, v)) {
+                    // No worker needs the old value any more: keep its pages warm for
+                    // the next value of this attribute.
+                    if Arc::strong_count(&fd) == 1 {
+                        self.spare.insert((key.clone(), n), fd);
+                    }
+                }
             }
         }
         report.elapsed = t0.elapsed();
@@ -1347,8 +1480,8 @@ impl std::hash::Hasher for IdHasher {
 
 type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
-/// Changed attributes: (name, hash, encoded value).
-type Changed = Vec<(&'static str, u64, Vec<u8>)>;
+/// Changed attributes: (name, hash, the value as it will be held).
+type Changed = Vec<(&'static str, u64, Held)>;
 
 /// A `SetAttributes` frame as shared pieces: small encoded prefixes between the
 /// attribute values, which are not copied.
@@ -1356,17 +1489,33 @@ fn attribute_frame(
     seq: u64,
     key: &str,
     values: &[(&str, &Arc<Vec<u8>>)],
-) -> Result<Vec<Arc<Vec<u8>>>, PoolError> {
+) -> Result<Vec<Chunk>, PoolError> {
     let refs: Vec<(&str, &[u8])> = values.iter().map(|(n, v)| (*n, v.as_slice())).collect();
     let prefixes = set_attributes_pieces(seq, key, &refs)?;
     let mut out = Vec::with_capacity(2 * values.len() + 1);
     for (i, p) in prefixes.into_iter().enumerate() {
-        out.push(Arc::new(p));
+        out.push(Chunk::Shared(Arc::new(p)));
         if let Some((_, v)) = values.get(i) {
-            out.push(Arc::clone(v));
+            out.push(Chunk::Shared(Arc::clone(v)));
         }
     }
     Ok(out)
+}
+
+/// A `SetAttributesShared` frame for one value held in a memory file.
+fn shared_attribute_frame(
+    seq: u64,
+    key: &str,
+    name: &str,
+    fd: &Arc<OwnedFd>,
+    len: usize,
+) -> Result<Chunk, PoolError> {
+    let msg = ToWorker::SetAttributesShared {
+        seq,
+        key: key.to_string(),
+        attributes: vec![(name.to_string(), len as u64)],
+    };
+    Ok(Chunk::SharedFd(Arc::new(encode_frame(&msg)?), fd.clone()))
 }
 
 fn refuse(conn: &mut dyn Connection, reason: &str) {

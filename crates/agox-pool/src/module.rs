@@ -4,6 +4,7 @@
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -53,8 +54,8 @@ pub trait Module: Serialize + DeserializeOwned + Send + 'static {
         &[]
     }
 
-    /// Encodes one dynamic attribute.
-    fn get_attribute(&self, name: &str) -> Result<Vec<u8>, AttributeError> {
+    /// Encodes one dynamic attribute; raw-encoded values are borrowed, not copied.
+    fn get_attribute(&self, name: &str) -> Result<Cow<'_, [u8]>, AttributeError> {
         Err(AttributeError::Unknown {
             type_name: Self::TYPE_NAME,
             name: name.to_string(),
@@ -105,7 +106,7 @@ macro_rules! dynamic_attributes {
         }
 
         fn get_attribute(&self, name: &str)
-            -> ::std::result::Result<::std::vec::Vec<u8>, $crate::AttributeError>
+            -> ::std::result::Result<::std::borrow::Cow<'_, [u8]>, $crate::AttributeError>
         {
             #[allow(unused_imports)]
             use $crate::__codec::{RawEncode as _, SerdeEncode as _};
@@ -143,6 +144,7 @@ macro_rules! dynamic_attributes {
 pub mod __codec {
     use super::AttributeError;
     use serde::{de::DeserializeOwned, Serialize};
+    use std::borrow::Cow;
 
     pub struct Enc<'a, T>(pub &'a T);
     pub struct Dec<'a, T>(pub &'a mut T);
@@ -154,11 +156,11 @@ pub mod __codec {
         }
     }
 
-    pub trait RawEncode {
-        fn agox_encode(&self, name: &str) -> Result<Vec<u8>, AttributeError>;
+    pub trait RawEncode<'a> {
+        fn agox_encode(&self, name: &str) -> Result<Cow<'a, [u8]>, AttributeError>;
     }
-    pub trait SerdeEncode {
-        fn agox_encode(&self, name: &str) -> Result<Vec<u8>, AttributeError>;
+    pub trait SerdeEncode<'a> {
+        fn agox_encode(&self, name: &str) -> Result<Cow<'a, [u8]>, AttributeError>;
     }
     pub trait RawDecode {
         fn agox_decode(&mut self, name: &str, bytes: &[u8]) -> Result<(), AttributeError>;
@@ -167,9 +169,11 @@ pub mod __codec {
         fn agox_decode(&mut self, name: &str, bytes: &[u8]) -> Result<(), AttributeError>;
     }
 
-    impl<T: Serialize> SerdeEncode for &Enc<'_, T> {
-        fn agox_encode(&self, name: &str) -> Result<Vec<u8>, AttributeError> {
-            rmp_serde::to_vec(self.0).map_err(|e| codec_err(name, e))
+    impl<'a, T: Serialize> SerdeEncode<'a> for &Enc<'a, T> {
+        fn agox_encode(&self, name: &str) -> Result<Cow<'a, [u8]>, AttributeError> {
+            rmp_serde::to_vec(self.0)
+                .map(Cow::Owned)
+                .map_err(|e| codec_err(name, e))
         }
     }
     impl<T: DeserializeOwned> SerdeDecode for &mut Dec<'_, T> {
@@ -181,18 +185,18 @@ pub mod __codec {
 
     macro_rules! raw_vec {
         ($elem:ty, $scalar:ty) => {
-            impl RawEncode for Enc<'_, Vec<$elem>> {
-                fn agox_encode(&self, _name: &str) -> Result<Vec<u8>, AttributeError> {
-                    let flat: &[$scalar] = bytemuck::cast_slice(self.0.as_slice());
+            impl<'a> RawEncode<'a> for Enc<'a, Vec<$elem>> {
+                fn agox_encode(&self, _name: &str) -> Result<Cow<'a, [u8]>, AttributeError> {
+                    let flat: &'a [$scalar] = bytemuck::cast_slice(self.0.as_slice());
                     if cfg!(target_endian = "little") {
-                        // Little-endian in memory already: one copy.
-                        return Ok(bytemuck::cast_slice::<$scalar, u8>(flat).to_vec());
+                        // Little-endian in memory already: no copy at all.
+                        return Ok(Cow::Borrowed(bytemuck::cast_slice::<$scalar, u8>(flat)));
                     }
                     let mut out = Vec::with_capacity(std::mem::size_of_val(flat));
                     for x in flat {
                         out.extend_from_slice(&x.to_le_bytes());
                     }
-                    Ok(out)
+                    Ok(Cow::Owned(out))
                 }
             }
             impl RawDecode for Dec<'_, Vec<$elem>> {
@@ -252,7 +256,7 @@ pub trait ErasedModule: Send {
     /// The dynamic attribute names.
     fn attribute_names(&self) -> &'static [&'static str];
     /// See [`Module::get_attribute`].
-    fn get_attribute(&self, name: &str) -> Result<Vec<u8>, AttributeError>;
+    fn get_attribute(&self, name: &str) -> Result<Cow<'_, [u8]>, AttributeError>;
     /// See [`Module::set_attribute`].
     fn set_attribute(&mut self, name: &str, bytes: &[u8]) -> Result<(), AttributeError>;
     /// See [`Module::self_synchronizing`].
@@ -272,7 +276,7 @@ impl<M: Module> ErasedModule for M {
     fn attribute_names(&self) -> &'static [&'static str] {
         M::dynamic_attribute_names()
     }
-    fn get_attribute(&self, name: &str) -> Result<Vec<u8>, AttributeError> {
+    fn get_attribute(&self, name: &str) -> Result<Cow<'_, [u8]>, AttributeError> {
         Module::get_attribute(self, name)
     }
     fn set_attribute(&mut self, name: &str, bytes: &[u8]) -> Result<(), AttributeError> {

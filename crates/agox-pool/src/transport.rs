@@ -11,6 +11,7 @@ use interprocess::local_socket::{
     GenericFilePath, ListenerNonblockingMode, ListenerOptions, ToFsName,
 };
 use interprocess::os::unix::uds_local_socket::{Listener, Stream};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -28,6 +29,24 @@ pub trait Connection: Read + Write + Send {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     /// The effective user id of the peer, where the transport knows it.
     fn peer_uid(&self) -> io::Result<Option<u32>>;
+    /// Whether this transport can pass file descriptors (large attributes then
+    /// travel as shared memory instead of through the socket).
+    fn passes_fds(&self) -> bool {
+        false
+    }
+    /// Writes the start of `bytes` with descriptor `fd` attached; returns how many
+    /// bytes were written.
+    fn send_with_fd(&mut self, bytes: &[u8], fd: RawFd) -> io::Result<usize> {
+        let _ = (bytes, fd);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot pass descriptors",
+        ))
+    }
+    /// The oldest descriptor received and not yet taken.
+    fn take_fd(&mut self) -> Option<OwnedFd> {
+        None
+    }
 }
 
 /// Where workers connect to a coordinator.
@@ -42,20 +61,52 @@ pub trait Endpoint: Send {
 }
 
 /// A Unix-socket connection.
-pub struct UnixConnection(UnixStream);
+pub struct UnixConnection {
+    stream: UnixStream,
+    /// Descriptors received and not yet taken.
+    fds: VecDeque<OwnedFd>,
+    /// Control-message buffer for `recvmsg`, kept between reads; `None` on the
+    /// coordinator's side, which never receives descriptors and reads plainly.
+    cmsg: Option<Vec<u8>>,
+}
 
 impl Read for UnixConnection {
+    /// On a worker, reads with `recvmsg`, keeping any descriptors that arrive with
+    /// the bytes; on the coordinator, a plain `read`.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::FromRawFd;
+        let Some(space) = self.cmsg.as_mut() else {
+            return (&self.stream).read(buf);
+        };
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(
+            self.stream.as_raw_fd(),
+            &mut iov,
+            Some(space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for fd in fds {
+                    // SAFETY: the kernel just installed this descriptor for us; we
+                    // are its only owner.
+                    self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        Ok(n)
     }
 }
 
 impl Write for UnixConnection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        (&self.stream).write(buf)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
+        (&self.stream).write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -64,24 +115,46 @@ impl Write for UnixConnection {
 
 impl Connection for UnixConnection {
     fn raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.stream.as_raw_fd()
     }
     fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.0.set_nonblocking(on)
+        self.stream.set_nonblocking(on)
     }
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_read_timeout(timeout)
+        self.stream.set_read_timeout(timeout)
     }
+    fn passes_fds(&self) -> bool {
+        true
+    }
+
+    fn send_with_fd(&mut self, bytes: &[u8], fd: RawFd) -> io::Result<usize> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let iov = [io::IoSlice::new(bytes)];
+        let fds = [fd];
+        sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fds.pop_front()
+    }
+
     fn peer_uid(&self) -> io::Result<Option<u32>> {
         let cred =
-            nix::sys::socket::getsockopt(&self.0, nix::sys::socket::sockopt::PeerCredentials)
+            nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
                 .map_err(io::Error::from)?;
         Ok(Some(cred.uid()))
     }
 }
 
 impl UnixConnection {
-    fn from_stream(s: Stream) -> Self {
+    fn from_stream(s: Stream, receive_fds: bool) -> Self {
         let fd: OwnedFd = s.into();
         let stream = UnixStream::from(fd);
         // A large send buffer lets a big attribute be queued in a few writes instead
@@ -89,7 +162,11 @@ impl UnixConnection {
         // failing to raise it only costs speed.
         let _ =
             nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
-        UnixConnection(stream)
+        UnixConnection {
+            stream,
+            fds: VecDeque::new(),
+            cmsg: receive_fds.then(|| nix::cmsg_space!([RawFd; 4])),
+        }
     }
 }
 
@@ -102,7 +179,7 @@ pub fn connect(address: &str) -> io::Result<Box<dyn Connection>> {
     let stream = Stream::connect(name)?;
     // Interprocess already checked nothing; the coordinator checks our credentials.
     let _ = stream.peer_creds();
-    Ok(Box::new(UnixConnection::from_stream(stream)))
+    Ok(Box::new(UnixConnection::from_stream(stream, true)))
 }
 
 /// A Unix-socket endpoint in its own private directory.
@@ -194,7 +271,7 @@ impl Endpoint for UnixEndpoint {
         loop {
             match self.listener.accept() {
                 Ok(s) => {
-                    let conn = UnixConnection::from_stream(s);
+                    let conn = UnixConnection::from_stream(s, false);
                     conn.set_nonblocking(false)?;
                     return Ok(Box::new(conn));
                 }

@@ -5,7 +5,7 @@ use serde_bytes::ByteBuf;
 
 /// Version of this protocol. Bumped on any change to a message's shape; a worker
 /// and a coordinator of different versions refuse each other at the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first frame a worker sends after connecting. The coordinator answers with
 /// [`ToWorker::Welcome`] or [`ToWorker::Refused`] and closes on refusal.
@@ -78,6 +78,19 @@ pub enum ToWorker {
         seed: u64,
         /// Arguments, MessagePack-encoded by the caller's typed handle.
         args: ByteBuf,
+    },
+    /// Like `SetAttributes`, for large values: attribute `i`'s `len` encoded bytes
+    /// are the start of the `i`-th file descriptor (a sealed-size memory file)
+    /// passed with this frame over the socket (`SCM_RIGHTS`). The worker maps each,
+    /// copies the value into the module and closes it. Answered by
+    /// [`FromWorker::Ack`]. Sent only over transports that pass descriptors.
+    SetAttributesShared {
+        /// Sequence number echoed in the acknowledgement.
+        seq: u64,
+        /// The pool key of the module.
+        key: String,
+        /// (attribute name, byte length) pairs, in descriptor order.
+        attributes: Vec<(String, u64)>,
     },
     /// Finish and exit. No answer; the coordinator then waits for end of stream.
     Shutdown,
@@ -168,6 +181,15 @@ pub enum ToWorkerView<'a> {
         /// Encoded arguments.
         #[serde(borrow)]
         args: &'a serde_bytes::Bytes,
+    },
+    /// See [`ToWorker::SetAttributesShared`].
+    SetAttributesShared {
+        /// Sequence number.
+        seq: u64,
+        /// The pool key.
+        key: String,
+        /// (attribute name, byte length) pairs, in descriptor order.
+        attributes: Vec<(String, u64)>,
     },
     /// See [`ToWorker::Shutdown`].
     Shutdown,
@@ -368,6 +390,16 @@ mod tests {
                     args,
                 }
             }),
+            (
+                any::<u64>(),
+                ".*",
+                proptest::collection::vec((".*", any::<u64>()), 0..4)
+            )
+                .prop_map(|(seq, key, attributes)| ToWorker::SetAttributesShared {
+                    seq,
+                    key,
+                    attributes
+                }),
             Just(ToWorker::Shutdown),
         ]
     }
@@ -517,6 +549,9 @@ mod tests {
                     *seq == s && attributes.len() == a.len(),
                 (ToWorker::Run { task, function, seed, args }, ToWorkerView::Run { task: t, function: f, seed: s, args: a }) =>
                     *task == t && function == f && *seed == s && args.as_slice() == &a[..],
+                (ToWorker::SetAttributesShared { seq, key, attributes },
+                 ToWorkerView::SetAttributesShared { seq: s, key: k, attributes: a }) =>
+                    *seq == s && *key == k && *attributes == a,
                 (ToWorker::Shutdown, ToWorkerView::Shutdown) => true,
                 _ => false,
             };
