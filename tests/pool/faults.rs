@@ -81,6 +81,12 @@ fn sigkilled_worker_is_replaced_with_its_state_and_the_task_retried() {
     assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), vec![100; 8]);
     let stats = pool.stats();
     assert_eq!(stats.workers[0].restarts, 1, "{stats:?}");
+    assert_eq!(stats.losses.len(), 1, "{stats:?}");
+    assert_eq!((stats.losses[0].worker, stats.losses[0].pid), (0, victim));
+    assert!(
+        stats.losses[0].reason.contains("connection closed"),
+        "{stats:?}"
+    );
     assert!(stats.retries >= 1, "{stats:?}");
     assert_ne!(pool.worker_pids()[0], victim);
     assert!(crate::common::eventually(Duration::from_secs(2), || {
@@ -135,10 +141,26 @@ fn hung_task_times_out_and_the_pool_recovers() {
     let after = pool.worker_pids();
     assert_ne!(before, after, "the hung worker was not replaced");
     assert_eq!(pool.stats().timeouts, 1);
+    assert!(pool.stats().losses[0].reason.contains("timed out"));
     assert_eq!(pool.map(&f.square, [7u64]).unwrap(), vec![49]);
     for pid in before.iter().filter(|p| !after.contains(p)) {
         assert!(crate::common::eventually(Duration::from_secs(2), || {
             !process_alive(*pid)
         }));
     }
+}
+
+#[test]
+fn output_larger_than_a_frame_is_the_tasks_error() {
+    let mut cfg = PoolConfig::with_workers(1);
+    cfg.max_frame = 64 * 1024;
+    let (pool, f) = pool_with(cfg);
+    let err = pool.map(&f.random, [100_000u32]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("exceeds the maximum frame of 65536"),
+        "{text}"
+    );
+    assert_eq!(pool.stats().total_restarts(), 0);
+    assert_eq!(pool.map(&f.random, [3u32]).unwrap()[0].len(), 3);
 }

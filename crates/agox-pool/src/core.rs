@@ -12,7 +12,7 @@ use crate::error::{PoolError, TaskFailure, WorkerName};
 use crate::launch::{ExecLauncher, ForkServer, LaunchInfo, Launcher};
 use crate::module::{ErasedModule, ModuleStore, Slot};
 use crate::registry::{task_seed, Registry, TaskContext};
-use crate::stats::{PoolStats, SyncReport, SyncTotals, WorkerStats};
+use crate::stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
 use crate::transport::{Connection, Endpoint, UnixEndpoint};
 use agox_wire::{
     decode, encode_frame, encode_frame_into, read_frame, set_attributes_pieces, FrameReader,
@@ -51,6 +51,9 @@ impl Chunk {
         }
     }
 }
+
+/// How many worker losses `PoolStats::losses` remembers.
+const MAX_LOSSES: usize = 100;
 
 /// Values at least this large travel as shared memory where the transport can pass
 /// descriptors: written once by the coordinator, mapped by every worker.
@@ -273,6 +276,8 @@ pub(crate) struct Core {
     retries: u64,
     timeouts: u64,
     refused: Vec<String>,
+    /// Why workers were lost (the most recent [`MAX_LOSSES`]).
+    losses: Vec<WorkerLoss>,
     /// Set by `handshake` when the refused peer presented the right token.
     authentic_refusal: Option<u32>,
     start_time: Duration,
@@ -318,6 +323,7 @@ impl Core {
             timeouts: 0,
             refused: Vec::new(),
             authentic_refusal: None,
+            losses: Vec::new(),
             start_time: Duration::ZERO,
             cfg,
         };
@@ -1015,9 +1021,17 @@ impl Core {
     }
 
     /// A worker died or misbehaved: requeue its work, replace it, replay state.
-    fn worker_lost(&mut self, w: usize, _reason: &str) {
+    fn worker_lost(&mut self, w: usize, reason: &str) {
         let wid = self.workers[w].id;
         let pid = self.workers[w].pid;
+        if self.losses.len() >= MAX_LOSSES {
+            self.losses.remove(0);
+        }
+        self.losses.push(WorkerLoss {
+            worker: wid,
+            pid,
+            reason: reason.to_string(),
+        });
         self.workers[w].conn = None;
         self.workers[w].out.clear();
         self.workers[w].out_off = 0;
@@ -1433,6 +1447,7 @@ impl Core {
             retries: self.retries,
             timeouts: self.timeouts,
             refused_handshakes: self.refused.len() as u64,
+            losses: self.losses.clone(),
             sync: self.sync_totals.clone(),
             start_time: self.start_time,
         }

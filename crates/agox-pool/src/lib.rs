@@ -72,7 +72,7 @@ pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};
 pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
-pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerStats};
+pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
 pub use worker::{serve, Ending, WorkerError, WorkerIdentity};
 
 #[doc(hidden)]

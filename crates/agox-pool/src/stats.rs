@@ -77,6 +77,17 @@ pub struct WorkerStats {
     pub max_in_flight: usize,
 }
 
+/// A worker process the pool lost, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerLoss {
+    /// The slot.
+    pub worker: u32,
+    /// The process that was lost.
+    pub pid: u32,
+    /// What the coordinator saw (`connection closed`, `task 7 timed out`, ...).
+    pub reason: String,
+}
+
 /// A snapshot of a pool's counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolStats {
@@ -88,6 +99,8 @@ pub struct PoolStats {
     pub timeouts: u64,
     /// Connections refused at the handshake.
     pub refused_handshakes: u64,
+    /// Workers lost (killed, crashed, timed out, misbehaving), most recent last.
+    pub losses: Vec<WorkerLoss>,
     /// Synchronization totals.
     pub sync: SyncTotals,
     /// Time from start until every worker had shaken hands.

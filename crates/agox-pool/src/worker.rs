@@ -376,6 +376,7 @@ pub fn serve(
                 })
             }
         };
+        let answer = fit_frame(answer, id.max_frame);
         encode_frame_into(&answer, &mut out).map_err(wire)?;
         let since = *held_since.get_or_insert_with(Instant::now);
         held += 1;
@@ -389,6 +390,28 @@ pub fn serve(
             out.clear();
             held_since = None;
         }
+    }
+}
+
+/// An output too large for one frame would be refused by the coordinator as a
+/// protocol violation (and the task retried on a fresh worker, in vain): report it
+/// as the task's own failure instead.
+fn fit_frame(answer: FromWorker, max_frame: usize) -> FromWorker {
+    match answer {
+        FromWorker::Done {
+            task,
+            output,
+            busy_ns,
+        } if output.len() + 64 > max_frame => FromWorker::Failed {
+            task,
+            kind: FailureKind::Error,
+            message: format!(
+                "output of {} bytes exceeds the maximum frame of {max_frame} bytes (PoolConfig::max_frame)",
+                output.len()
+            ),
+            busy_ns,
+        },
+        other => other,
     }
 }
 
