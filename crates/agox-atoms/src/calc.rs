@@ -52,4 +52,10 @@ pub trait Calculator: Send {
     /// Energy and forces of `atoms`; stress too when `stress` is true and the cell
     /// has rank 3.
     fn calculate(&mut self, atoms: &Atoms, stress: bool) -> Result<Evaluation, CalcError>;
+
+    /// Forgets anything carried over from earlier structures (a neighbour list kept
+    /// for reuse), keeping allocations: after `reset`, the next result is bit for
+    /// bit what a fresh calculator gives. Reusing a list for a nearby structure sums
+    /// the same pairs in another order, which changes last bits.
+    fn reset(&mut self) {}
 }

@@ -263,6 +263,10 @@ impl Calculator for Emt {
         "emt"
     }
 
+    fn reset(&mut self) {
+        self.nl.invalidate();
+    }
+
     fn calculate(&mut self, atoms: &Atoms, stress: bool) -> Result<Evaluation, CalcError> {
         let n = atoms.len();
         if atoms.positions.len() != n {

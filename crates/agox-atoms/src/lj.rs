@@ -102,6 +102,10 @@ impl Calculator for LennardJones {
         "lj"
     }
 
+    fn reset(&mut self) {
+        self.nl.invalidate();
+    }
+
     fn calculate(&mut self, atoms: &Atoms, stress: bool) -> Result<Evaluation, CalcError> {
         let (eps, sigma, rc) = (self.epsilon, self.sigma, self.cutoff);
         if !(eps.is_finite() && sigma.is_finite() && sigma > 0.0 && rc.is_finite() && rc > 0.0) {

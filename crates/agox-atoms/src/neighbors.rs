@@ -157,6 +157,12 @@ impl NeighborList {
         self
     }
 
+    /// Forgets the structure the list was built for, so the next `update` builds
+    /// afresh; the allocations are kept.
+    pub fn invalidate(&mut self) {
+        self.built = false;
+    }
+
     /// The cutoff (Å) given at construction.
     pub fn cutoff(&self) -> f64 {
         self.cutoff

@@ -290,12 +290,11 @@ impl CalculatorModule {
     }
 
     /// Makes the next calculation independent of the previous ones: the kept
-    /// calculator forgets which structure its neighbour list was built for (by
-    /// evaluating the empty structure, which every potential here accepts), so
-    /// the list is built afresh for the next structure. Buffers are kept.
+    /// calculator forgets which structure its neighbour list was built for
+    /// ([`Calculator::reset`]), so the list is built afresh for the next structure.
+    /// Buffers are kept.
     pub fn begin_task(&mut self) {
-        // An empty structure cannot fail: no element to look up, no pair.
-        let _ = self.calculator().calculate(&Atoms::default(), false);
+        self.calculator().reset();
     }
 
     /// Energy and forces of `atoms`, and stress when some direction is periodic.
