@@ -28,7 +28,7 @@ use std::process::ExitCode;
     name = "agox-coord",
     version,
     propagate_version = true,
-    after_help = "Examples:\n  agox-coord calc --potential emt clusters.xyz -o evaluated.xyz\n  agox-coord relax --potential lj --optimizer fire --fmax 0.01 in.xyz --trajectory traj.xyz > relaxed.xyz\n\nSee docs/cli.md for every flag, the output formats and the exit codes."
+    after_help = "Examples:\n  agox-coord run examples/scripts/au8cu4_rss.toml --workers 2\n  agox-coord run examples/scripts/au8cu4_rss.toml --resume --iterations 60\n  agox-coord validate script.toml\n  agox-coord calc --potential emt clusters.xyz -o evaluated.xyz\n  agox-coord relax --potential lj --optimizer fire --fmax 0.01 in.xyz --trajectory traj.xyz > relaxed.xyz\n\nSee docs/cli.md for every flag, the output formats and the exit codes, and\ndocs/script-reference.md for the search script."
 )]
 struct Cli {
     #[command(subcommand)]
