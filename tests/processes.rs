@@ -139,6 +139,80 @@ fn registry_mismatch_is_refused() -> Result<(), String> {
     }
 }
 
+/// A peer running as another user is refused by its credentials, before anything it
+/// says is read. The socket directory is 0700, so such a peer cannot normally reach
+/// the socket at all; as root, the test opens the directory up to let one try.
+fn peer_of_another_user_is_refused() -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        println!("    (not root: cannot run a peer as another user; check skipped)");
+        return Ok(());
+    }
+    let pool =
+        Pool::start(registry(false), PoolConfig::with_workers(1)).map_err(|e| e.to_string())?;
+    let address = PathBuf::from(pool.address().ok_or("no address")?);
+    let dir = address.parent().ok_or("no socket directory")?;
+    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(dir, 0o755).map_err(|e| e.to_string())?;
+    open(&address, 0o777).map_err(|e| e.to_string())?;
+    // SAFETY: this test binary's main thread is its only thread here; the child
+    // only drops privileges, connects, reads and exits.
+    let child = match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+        nix::unistd::ForkResult::Child => {
+            let code = (|| -> Result<i32, String> {
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))
+                    .map_err(|e| e.to_string())?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))
+                    .map_err(|e| e.to_string())?;
+                let mut s =
+                    std::os::unix::net::UnixStream::connect(&address).map_err(|e| e.to_string())?;
+                match agox::wire::read_frame::<agox::wire::ToWorker, _>(&mut s, 1 << 20) {
+                    Ok(agox::wire::ToWorker::Refused { reason })
+                        if reason.contains("peer uid 65534") =>
+                    {
+                        Ok(0)
+                    }
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            })();
+            match code {
+                Ok(c) => std::process::exit(c),
+                Err(e) => {
+                    eprintln!("peer: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let sleep = agox::pool::FnHandle::<u64, u64>::new("sleep");
+    let t0 = Instant::now();
+    let status = loop {
+        // The pool answers strangers while it is busy with a call.
+        pool.map(&sleep, [5u64]).map_err(|e| e.to_string())?;
+        match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive)
+                if t0.elapsed() < Duration::from_secs(10) => {}
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => return Err("peer did not finish".into()),
+            Ok(status) => break status,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    if status != nix::sys::wait::WaitStatus::Exited(child, 0) {
+        return Err(format!(
+            "peer of another user was not refused by uid: {status:?}"
+        ));
+    }
+    if !pool
+        .refusals()
+        .iter()
+        .any(|r| r.contains("peer uid 65534 is not the coordinator's uid 0"))
+    {
+        return Err(format!("refusal not recorded: {:?}", pool.refusals()));
+    }
+    Ok(())
+}
+
 /// The driver process is SIGKILLed: its workers exit and the socket directory goes.
 fn killed_driver_leaves_nothing(mode: &str) -> Result<(), String> {
     let mut child = Command::new(exe())
@@ -236,6 +310,10 @@ fn main() {
     let checks: Vec<(&str, Check)> = vec![
         ("exec_workers_serve", exec_workers_serve),
         ("registry_mismatch_is_refused", registry_mismatch_is_refused),
+        (
+            "peer_of_another_user_is_refused",
+            peer_of_another_user_is_refused,
+        ),
         ("killed_driver_leaves_nothing (fork)", || {
             killed_driver_leaves_nothing("fork")
         }),
