@@ -148,8 +148,12 @@ fn peer_of_another_user_is_refused() -> Result<(), String> {
         println!("    (not root: cannot run a peer as another user; check skipped)");
         return Ok(());
     }
-    let pool =
-        Pool::start(registry(false), PoolConfig::with_workers(1)).map_err(|e| e.to_string())?;
+    // Under /tmp, which every user may traverse ($XDG_RUNTIME_DIR may not be).
+    let cfg = PoolConfig {
+        socket_base: Some(std::env::temp_dir()),
+        ..PoolConfig::with_workers(1)
+    };
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
     let address = PathBuf::from(pool.address().ok_or("no address")?);
     let dir = address.parent().ok_or("no socket directory")?;
     let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
