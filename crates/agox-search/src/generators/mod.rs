@@ -384,7 +384,10 @@ pub struct GenFns {
 /// Name of the generation pool function.
 pub const GENERATE_FN: &str = "agox_search.generate";
 
-fn generate_task(
+/// The `generate` pool function: the worker's copy of the generator, with the
+/// parents of the worker's copy of the sampler. Also the first half of the fused
+/// generate-and-relax task (`search::pipeline`).
+pub fn generate_task(
     ctx: &TaskContext<'_>,
     (g, s, request): GenerateArgs,
 ) -> Result<GenerateOutput, TaskError> {

@@ -1,4 +1,5 @@
-//! `ParallelCollector`: an iteration's candidates, generated over the pool.
+//! `ParallelCollector`: the generators on the pool and each iteration's generation
+//! requests (run as the first half of the fused task in [`super::pipeline`]).
 //!
 //! Every generator of the script lives on the pool as a [`GeneratorModule`] (one per
 //! `[[generator]]`, keys `generator.0`, `generator.1`, ...). In iteration `i`,
@@ -9,13 +10,10 @@
 //! workers there are, and whether or not the run was resumed (the pool's call counter
 //! restarts on resume; these seeds do not).
 
-use agox_pool::{FnHandle, Handle, Link, Pool, PoolError};
+use agox_pool::{Handle, Link, Pool, PoolError};
 
-use crate::candidate::Candidate;
 use crate::environment::Environment;
-use crate::generators::{
-    GenerateArgs, GenerateOutput, GenerateRequest, Generator, GeneratorModule,
-};
+use crate::generators::{GenerateArgs, GenerateRequest, Generator, GeneratorModule};
 use crate::samplers::SamplerModule;
 use crate::script::{CountSchedule, GeneratorSettings};
 
@@ -35,35 +33,23 @@ pub struct GeneratorSlot {
     pub count: CountSchedule,
 }
 
-/// What one collection produced.
-#[derive(Debug, Clone, Default)]
-pub struct Collected {
-    /// The candidates, in task order (generator by generator, candidate by candidate).
-    pub candidates: Vec<Candidate>,
-    /// One message per candidate that could not be made (a generator that found no
-    /// valid placement, a failed task); the loop goes on without it.
-    pub failures: Vec<String>,
-}
-
 /// Produces each iteration's candidates in parallel on the pool (AGOX's
 /// `ParallelCollector`).
 #[derive(Debug)]
 pub struct ParallelCollector {
     slots: Vec<GeneratorSlot>,
     sampler: Option<Link<SamplerModule>>,
-    generate: FnHandle<GenerateArgs, GenerateOutput>,
 }
 
 impl ParallelCollector {
     /// Adds one [`GeneratorModule`] per `[[generator]]` to `pool` (in `environment`)
     /// and returns the collector. `sampler` is the pool's sampler module (parents for
-    /// `rattle`/`permutation`), `generate` the registered generation function.
+    /// `rattle`/`permutation`).
     pub fn new(
         pool: &Pool,
         environment: &Environment,
         generators: &[GeneratorSettings],
         sampler: Option<Link<SamplerModule>>,
-        generate: FnHandle<GenerateArgs, GenerateOutput>,
     ) -> Result<Self, PoolError> {
         let mut slots = Vec::with_capacity(generators.len());
         for (i, g) in generators.iter().enumerate() {
@@ -77,11 +63,7 @@ impl ParallelCollector {
                 count: g.count.clone(),
             });
         }
-        Ok(ParallelCollector {
-            slots,
-            sampler,
-            generate,
-        })
+        Ok(ParallelCollector { slots, sampler })
     }
 
     /// The generators, in script order.
@@ -109,30 +91,5 @@ impl ParallelCollector {
             }
         }
         out
-    }
-
-    /// Generates iteration `iteration`'s candidates on the pool, in task order.
-    /// A candidate that cannot be made is a failure message, not an error; only a
-    /// pool failure (a worker lost beyond the retry budget, a broken socket) is.
-    pub fn collect(
-        &self,
-        pool: &Pool,
-        run_seed: u64,
-        iteration: u64,
-    ) -> Result<Collected, PoolError> {
-        let requests = self.requests(run_seed, iteration);
-        if requests.is_empty() {
-            return Ok(Collected::default());
-        }
-        let results = pool.map_results(&self.generate, requests)?;
-        let mut out = Collected::default();
-        for r in results {
-            match r {
-                Ok(Ok(c)) => out.candidates.push(c),
-                Ok(Err(e)) => out.failures.push(e.to_string()),
-                Err(e) => out.failures.push(e.to_string()),
-            }
-        }
-        Ok(out)
     }
 }

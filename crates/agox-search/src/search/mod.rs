@@ -59,7 +59,7 @@ use agox_pool::{FnHandle, Handle, Pending, Pool, PoolError, SyncReport};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-pub use collector::{generator_key, Collected, GeneratorSlot, ParallelCollector};
+pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
 pub use evaluator::{choose, Evaluated, Evaluator};
 pub use outputs::{
     candidate_frame, write_atomically, Outputs, PoolSummary, RunRecord, StepTimings, Summary,
@@ -320,17 +320,12 @@ impl Search {
             &env,
             &script.generators,
             sampler.as_ref().map(Handle::link),
-            fns.generators.generate.clone(),
         )?;
         let confinement = env.box_constraint();
-        let postprocess = script.relax.as_ref().map(|r| {
-            ParallelRelaxPostprocess::new(
-                calculator.link(),
-                r,
-                confinement.clone(),
-                fns.calculator.relax.clone(),
-            )
-        });
+        let postprocess = script
+            .relax
+            .as_ref()
+            .map(|r| ParallelRelaxPostprocess::new(calculator.link(), r, confinement.clone()));
         let evaluator = Evaluator::new(
             script.evaluator.clone(),
             calculator,
@@ -495,18 +490,13 @@ impl Search {
         let mut generation_failures = 0;
         for p in pending {
             match self.pool.get(p) {
-                Ok((Ok(mut c), Some(Ok(outcome)))) => {
+                Ok((Ok(c), Some(Ok(outcome)))) => {
                     generated += 1;
-                    relaxed.steps += outcome.steps as u64;
-                    c.atoms = outcome.atoms;
-                    c.meta.relax_steps = Some(outcome.steps as u64);
-                    relaxed.model_energies.push(Some(outcome.evaluation.energy));
-                    relaxed.candidates.push(c);
+                    relaxed.push_relaxed(c, outcome);
                 }
                 Ok((Ok(c), None)) => {
                     generated += 1;
-                    relaxed.model_energies.push(None);
-                    relaxed.candidates.push(c);
+                    relaxed.push_unrelaxed(c);
                 }
                 Ok((Ok(_), Some(Err(e)))) => {
                     generated += 1;

@@ -16,7 +16,7 @@
 use agox_pool::{FnHandle, Link, Registry, TaskContext, TaskError};
 
 use crate::calculator::{CalculatorModule, RelaxOutcome, RelaxRequest};
-use crate::generators::{GenerateArgs, GenerateOutput};
+use crate::generators::{generate_task, GenerateArgs, GenerateOutput};
 use crate::script::{Algorithm, EvaluatorKind, Script};
 
 /// Arguments of the fused task: what to generate, and the model and request to
@@ -32,13 +32,9 @@ pub const GENERATE_RELAX_FN: &str = "agox_search.generate_relax";
 
 fn generate_relax_task(
     ctx: &TaskContext<'_>,
-    ((g, s, request), relax): PipelineArgs,
+    (generate, relax): PipelineArgs,
 ) -> Result<PipelineOutput, TaskError> {
-    let generated = {
-        let module = ctx.module(&g)?;
-        let sampler = s.as_ref().map(|l| ctx.module(l)).transpose()?;
-        module.run(sampler.as_deref(), &request)
-    };
+    let generated = generate_task(ctx, generate)?;
     let relaxed = match (&generated, relax) {
         (Ok(candidate), Some((model, request))) => Some(
             ctx.module(&model)?

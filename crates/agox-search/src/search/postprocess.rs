@@ -1,5 +1,6 @@
 //! `ParallelRelaxPostprocess`: every candidate of an iteration relaxed in the model,
-//! in parallel on the pool.
+//! in parallel on the pool (as the second half of the fused task in
+//! [`super::pipeline`]).
 //!
 //! The model is a [`CalculatorModule`] on the pool (the script's calculator here; the
 //! GPR surrogate later). Template atoms are fixed (the generators mark them in
@@ -8,7 +9,7 @@
 //! and nothing is relaxed before `start_iteration`.
 
 use agox_atoms::optimize::BoxConstraint;
-use agox_pool::{FnHandle, Link, Pool, PoolError};
+use agox_pool::Link;
 
 use crate::calculator::{CalculatorModule, RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
@@ -32,15 +33,21 @@ pub struct Relaxed {
 }
 
 impl Relaxed {
-    /// The candidates as they came, unrelaxed (no model energies).
-    pub fn unrelaxed(candidates: Vec<Candidate>) -> Self {
-        let n = candidates.len();
-        Relaxed {
-            candidates,
-            model_energies: vec![None; n],
-            failures: Vec::new(),
-            steps: 0,
-        }
+    /// Adds `candidate` after its relaxation: the relaxed structure replaces its
+    /// atoms, `meta.relax_steps` records the optimizer steps, and the final model
+    /// energy is kept.
+    pub fn push_relaxed(&mut self, mut candidate: Candidate, outcome: RelaxOutcome) {
+        self.steps += outcome.steps as u64;
+        candidate.atoms = outcome.atoms;
+        candidate.meta.relax_steps = Some(outcome.steps as u64);
+        self.model_energies.push(Some(outcome.evaluation.energy));
+        self.candidates.push(candidate);
+    }
+
+    /// Adds `candidate` as it is, without a model energy.
+    pub fn push_unrelaxed(&mut self, candidate: Candidate) {
+        self.model_energies.push(None);
+        self.candidates.push(candidate);
     }
 }
 
@@ -51,23 +58,20 @@ pub struct ParallelRelaxPostprocess {
     model: Link<CalculatorModule>,
     request: RelaxRequest,
     start_iteration: u64,
-    relax: FnHandle<RelaxArgs, RelaxOutcome>,
 }
 
 impl ParallelRelaxPostprocess {
     /// Relaxation as `[relax]` says, in `model`, confining the placed atoms with
-    /// `confinement`; `relax` is the registered `calculator.relax` function.
+    /// `confinement`.
     pub fn new(
         model: Link<CalculatorModule>,
         settings: &RelaxSettings,
         confinement: BoxConstraint,
-        relax: FnHandle<RelaxArgs, RelaxOutcome>,
     ) -> Self {
         ParallelRelaxPostprocess {
             model,
             request: RelaxRequest::from(settings).with_confinement(confinement),
             start_iteration: settings.start_iteration,
-            relax,
         }
     }
 
@@ -84,38 +88,5 @@ impl ParallelRelaxPostprocess {
     /// Whether candidates of `iteration` are relaxed.
     pub fn active(&self, iteration: u64) -> bool {
         iteration >= self.start_iteration
-    }
-
-    /// Relaxes `candidates` on the pool (returns them unchanged before
-    /// `start_iteration`). The relaxed structure replaces each candidate's atoms and
-    /// `meta.relax_steps` records the optimizer steps.
-    pub fn process(
-        &self,
-        pool: &Pool,
-        iteration: u64,
-        candidates: Vec<Candidate>,
-    ) -> Result<Relaxed, PoolError> {
-        if !self.active(iteration) || candidates.is_empty() {
-            return Ok(Relaxed::unrelaxed(candidates));
-        }
-        let args: Vec<RelaxArgs> = candidates
-            .iter()
-            .map(|c| (self.model.clone(), c.atoms.clone(), self.request.clone()))
-            .collect();
-        let results = pool.map_results(&self.relax, args)?;
-        let mut out = Relaxed::default();
-        for (mut c, r) in candidates.into_iter().zip(results) {
-            match r {
-                Ok(outcome) => {
-                    out.steps += outcome.steps as u64;
-                    c.atoms = outcome.atoms;
-                    c.meta.relax_steps = Some(outcome.steps as u64);
-                    out.model_energies.push(Some(outcome.evaluation.energy));
-                    out.candidates.push(c);
-                }
-                Err(e) => out.failures.push(e.to_string()),
-            }
-        }
-        Ok(out)
     }
 }
