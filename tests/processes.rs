@@ -46,26 +46,9 @@ fn registry(extra: bool) -> Registry {
     r
 }
 
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .split(") ")
-            .nth(1)
-            .is_some_and(|rest| rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
+#[path = "support/proc.rs"]
+mod proc;
+use proc::{eventually, process_alive as alive};
 
 fn exe() -> PathBuf {
     std::env::current_exe().expect("own executable")

@@ -6,5 +6,7 @@
 mod common;
 mod faults;
 mod lifecycle;
+#[path = "../support/proc.rs"]
+mod proc;
 mod scheduling;
 mod state;

@@ -620,23 +620,18 @@ impl Core {
         }
     }
 
-    /// Takes a finished task's result, if it is finished.
-    pub fn take_result(&mut self, id: u64) -> Option<Result<Vec<u8>, PoolError>> {
-        if matches!(
-            self.tasks.get(&id).map(|t| &t.state),
-            Some(TaskState::Finished(_))
-        ) {
-            return match self.tasks.remove(&id).map(|t| t.state) {
-                Some(TaskState::Finished(r)) => Some(r),
-                _ => None,
-            };
-        }
-        if !self.tasks.contains_key(&id) {
-            return Some(Err(PoolError::Config(format!(
+    /// Takes a finished task's result (callers wait for `is_finished` first).
+    pub fn take_result(&mut self, id: u64) -> Result<Vec<u8>, PoolError> {
+        match self.tasks.get(&id).map(|t| &t.state) {
+            Some(TaskState::Finished(_)) => match self.tasks.remove(&id).map(|t| t.state) {
+                Some(TaskState::Finished(r)) => r,
+                _ => unreachable!("the task was just seen finished"),
+            },
+            Some(_) => Err(PoolError::Config(format!("task {id} has not finished"))),
+            None => Err(PoolError::Config(format!(
                 "task {id} is unknown (already collected?)"
-            ))));
+            ))),
         }
-        None
     }
 
     pub fn is_finished(&self, id: u64) -> bool {

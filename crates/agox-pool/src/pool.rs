@@ -62,6 +62,16 @@ fn decode_output<O: DeserializeOwned>(function: &str, bytes: &[u8]) -> Result<O,
     })
 }
 
+/// A finished task's output, decoded.
+fn take_output<O: DeserializeOwned>(
+    core: &mut Core,
+    id: u64,
+    function: &str,
+) -> Result<O, PoolError> {
+    core.take_result(id)
+        .and_then(|bytes| decode_output(function, &bytes))
+}
+
 impl Pool {
     /// Starts a pool: forks (or executes) `config.workers` workers and waits until
     /// every one has shaken hands. With `workers == 0` every task runs in the
@@ -168,10 +178,7 @@ impl Pool {
     pub fn get<O: DeserializeOwned>(&self, pending: Pending<O>) -> Result<O, PoolError> {
         let mut core = self.core.lock();
         core.drive(|c| c.is_finished(pending.id))?;
-        let bytes = core
-            .take_result(pending.id)
-            .unwrap_or_else(|| Err(PoolError::Config("result vanished".into())))?;
-        decode_output(&pending.function, &bytes)
+        take_output(&mut core, pending.id, &pending.function)
     }
 
     /// True once a submitted task has finished (without waiting).
@@ -209,11 +216,7 @@ impl Pool {
         })?;
         Ok(ids
             .iter()
-            .map(|id| {
-                core.take_result(*id)
-                    .unwrap_or_else(|| Err(PoolError::Config("result vanished".into())))
-                    .and_then(|b| decode_output(f, &b))
-            })
+            .map(|id| take_output(&mut core, *id, f))
             .collect())
     }
 
@@ -364,10 +367,6 @@ impl<O: DeserializeOwned> Iterator for Unordered<'_, O> {
             .iter()
             .position(|(_, id)| core.is_finished(*id))?;
         let (index, id) = self.pending.remove(pos);
-        let res = core
-            .take_result(id)
-            .unwrap_or_else(|| Err(PoolError::Config("result vanished".into())))
-            .and_then(|b| decode_output(&self.function, &b));
-        Some((index, res))
+        Some((index, take_output(&mut core, id, &self.function)))
     }
 }
