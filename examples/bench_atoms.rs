@@ -47,38 +47,7 @@ fn au13() -> Atoms {
 
 /// 4×4×4 cubic fcc Au cell (256 atoms), periodic.
 fn au256() -> Atoms {
-    let a = 4.08;
-    let basis = [
-        [0.0, 0.0, 0.0],
-        [0.0, 0.5, 0.5],
-        [0.5, 0.0, 0.5],
-        [0.5, 0.5, 0.0],
-    ];
-    let mut positions = Vec::new();
-    for i in 0..4 {
-        for j in 0..4 {
-            for k in 0..4 {
-                for b in basis {
-                    positions.push([
-                        (i as f64 + b[0]) * a,
-                        (j as f64 + b[1]) * a,
-                        (k as f64 + b[2]) * a,
-                    ]);
-                }
-            }
-        }
-    }
-    Atoms {
-        numbers: vec![AU; positions.len()],
-        positions,
-        cell: [
-            [4.0 * a, 0.0, 0.0],
-            [0.0, 4.0 * a, 0.0],
-            [0.0, 0.0, 4.0 * a],
-        ],
-        pbc: [true; 3],
-        ..Default::default()
-    }
+    Atoms::fcc_cubic(AU, 4.08, [4, 4, 4])
 }
 
 /// Standard normal deviate (Box–Muller).

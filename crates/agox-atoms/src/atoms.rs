@@ -100,6 +100,44 @@ impl Atoms {
         Atoms::new(Formula::parse(formula)?.numbers(), positions)
     }
 
+    /// A periodic fcc crystal of element `number`: `repeat` conventional cubic cells
+    /// of edge `a` (Å), four atoms each (ASE's `bulk(..., cubic=True).repeat(...)`
+    /// atom order: cell by cell, basis (0,0,0), (0,½,½), (½,0,½), (½,½,0)).
+    pub fn fcc_cubic(number: u8, a: f64, repeat: [usize; 3]) -> Self {
+        const BASIS: [Vec3; 4] = [
+            [0.0, 0.0, 0.0],
+            [0.0, 0.5, 0.5],
+            [0.5, 0.0, 0.5],
+            [0.5, 0.5, 0.0],
+        ];
+        let mut positions = Vec::with_capacity(4 * repeat.iter().product::<usize>());
+        for i in 0..repeat[0] {
+            for j in 0..repeat[1] {
+                for k in 0..repeat[2] {
+                    for b in BASIS {
+                        positions.push([
+                            (i as f64 + b[0]) * a,
+                            (j as f64 + b[1]) * a,
+                            (k as f64 + b[2]) * a,
+                        ]);
+                    }
+                }
+            }
+        }
+        let edge = |n: usize| n as f64 * a;
+        Atoms {
+            numbers: vec![number; positions.len()],
+            positions,
+            cell: [
+                [edge(repeat[0]), 0.0, 0.0],
+                [0.0, edge(repeat[1]), 0.0],
+                [0.0, 0.0, edge(repeat[2])],
+            ],
+            pbc: [true; 3],
+            ..Default::default()
+        }
+    }
+
     /// The same atoms with this cell (rows are lattice vectors, Å) and periodicity.
     pub fn with_cell(mut self, cell: Mat3, pbc: [bool; 3]) -> Self {
         self.cell = cell;

@@ -845,32 +845,8 @@ mod tests {
     #[test]
     fn fcc_neighbour_counts() {
         // Cubic fcc, 4x4x4 conventional cells: 12 + 6 + 24 + 12 neighbours below 5.9 Å.
-        let a = 4.08;
-        let basis = [
-            [0.0, 0.0, 0.0],
-            [0.0, 0.5, 0.5],
-            [0.5, 0.0, 0.5],
-            [0.5, 0.5, 0.0],
-        ];
-        let mut positions = Vec::new();
-        for i in 0..4 {
-            for j in 0..4 {
-                for k in 0..4 {
-                    for b in &basis {
-                        positions.push([
-                            (i as f64 + b[0]) * a,
-                            (j as f64 + b[1]) * a,
-                            (k as f64 + b[2]) * a,
-                        ]);
-                    }
-                }
-            }
-        }
-        let cell = [
-            [4.0 * a, 0.0, 0.0],
-            [0.0, 4.0 * a, 0.0],
-            [0.0, 0.0, 4.0 * a],
-        ];
+        let fcc = crate::Atoms::fcc_cubic(79, 4.08, [4, 4, 4]);
+        let (positions, cell) = (fcc.positions, fcc.cell);
         let mut nl = NeighborList::new(5.9);
         nl.build(&positions, &cell, [true; 3]).unwrap();
         for i in 0..positions.len() {
