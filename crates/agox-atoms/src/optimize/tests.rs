@@ -76,6 +76,24 @@ fn relax_json() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Relaxes `atoms` in the test LJ to fmax 0.05, returning the result and the energy
+/// after every step.
+fn relax_traced(atoms: &mut Atoms, kind: OptimizerKind, steps: usize) -> (RelaxResult, Vec<f64>) {
+    let mut energies = Vec::new();
+    let opts = RelaxOptions {
+        fmax: 0.05,
+        steps,
+        optimizer: kind,
+        confinement: None,
+    };
+    let result = relax_with(atoms, &mut TestLj, &opts, |_, _, e| {
+        energies.push(e.energy);
+        StepControl::Continue
+    })
+    .unwrap();
+    (result, energies)
+}
+
 fn atoms_from(entry: &Value) -> Atoms {
     let positions = entry["positions"]
         .as_array()
@@ -126,18 +144,7 @@ fn lj7_traces_follow_ase() {
             .map(|v| v.as_f64().unwrap())
             .collect();
         let mut atoms = atoms_from(entry);
-        let mut ours = Vec::new();
-        let opts = RelaxOptions {
-            fmax: 0.05,
-            steps: 10_000,
-            optimizer: kind,
-            confinement: None,
-        };
-        let result = relax_with(&mut atoms, &mut TestLj, &opts, |_, _, e| {
-            ours.push(e.energy);
-            StepControl::Continue
-        })
-        .unwrap();
+        let (result, ours) = relax_traced(&mut atoms, kind, 10_000);
         assert!(result.converged);
         assert_eq!(
             result.steps,
@@ -540,18 +547,7 @@ fn fixed_atoms_follow_ase_fixatoms() {
         let mut atoms = atoms_from(entry);
         atoms.fixed = vec![0, 3];
         let start = atoms.positions.clone();
-        let mut energies = Vec::new();
-        let opts = RelaxOptions {
-            fmax: 0.05,
-            steps: 1000,
-            optimizer: kind,
-            confinement: None,
-        };
-        let result = relax_with(&mut atoms, &mut TestLj, &opts, |_, _, e| {
-            energies.push(e.energy);
-            StepControl::Continue
-        })
-        .unwrap();
+        let (result, energies) = relax_traced(&mut atoms, kind, 1000);
         assert!(result.converged);
         assert_eq!(result.steps, steps, "{kind:?}");
         assert!((result.evaluation.energy - last).abs() < 1e-8);
