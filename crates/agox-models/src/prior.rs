@@ -105,7 +105,7 @@ impl Repulsive {
         for (index, &number) in atoms.numbers.iter().enumerate() {
             let r = elements::covalent_radius(number)
                 .ok_or(PriorError::UnknownElement { index, number })?;
-            ws.radii.push(self.ratio * r);
+            ws.radii.push(r);
         }
         if ws.nl.as_ref().is_some_and(|l| l.cutoff() != self.rcut) {
             ws.nl = None;
@@ -124,7 +124,8 @@ impl Repulsive {
                 if r <= R_MIN || r >= self.rcut {
                     continue;
                 }
-                let shifted = r + 1.0 - (ws.radii[i] + ws.radii[nb.j]);
+                // As AGOX: r + (1 − r_min), r_min = ratio · (r_cov,i + r_cov,j).
+                let shifted = r + (1.0 - self.ratio * (ws.radii[i] + ws.radii[nb.j]));
                 let inv = 1.0 / shifted;
                 let inv6 = {
                     let s = inv * inv * inv;
