@@ -29,11 +29,16 @@ fn repulsive_prior_matches_agox() {
     let mut forces = Vec::new();
     for e in fixture["entries"].as_array().unwrap() {
         let a = atoms(e);
-        let energy = Repulsive::default().energy_forces(&a, &mut ws, &mut forces).unwrap();
+        let energy = Repulsive::default()
+            .energy_forces(&a, &mut ws, &mut forces)
+            .unwrap();
         let expected = e["energy"].as_f64().unwrap();
         let de = (energy - expected).abs() / expected.abs().max(1.0);
         let df = max_abs_diff(&flat(&forces), &flat(&vec3s(&e["forces"])));
-        eprintln!("{}: relative |ΔE| = {de:.1e}, max |ΔF| = {df:.1e} eV/Å", e["description"]);
+        eprintln!(
+            "{}: relative |ΔE| = {de:.1e}, max |ΔF| = {df:.1e} eV/Å",
+            e["description"]
+        );
         assert!(de < 1e-13, "{de:e}");
         assert!(df < 1e-11, "{df:e}");
         // AGOX's image shells hold every image within the cutoff here.
@@ -54,13 +59,27 @@ fn fixture_with(convention: GradientConvention) -> Fixture {
     let training = json["training"].as_array().unwrap();
     let first = atoms(&training[0]);
     let template = Atoms::default().with_cell(first.cell, first.pbc);
-    let params = FingerprintParams { gradient: convention, ..Default::default() };
+    let params = FingerprintParams {
+        gradient: convention,
+        ..Default::default()
+    };
     let descriptor = Fingerprint::for_search(params, &template, &first.numbers).unwrap();
-    let settings = GprSettings { n_optimize: 0, ..Default::default() };
-    let mut model = GprModel::new(descriptor, Some(Repulsive::default()), Kernel::default(), settings).unwrap();
+    let settings = GprSettings {
+        n_optimize: 0,
+        ..Default::default()
+    };
+    let mut model = GprModel::new(
+        descriptor,
+        Some(Repulsive::default()),
+        Kernel::default(),
+        settings,
+    )
+    .unwrap();
     let mut ws = ModelWorkspace::default();
     for t in training {
-        assert!(model.add(&atoms(t), t["energy"].as_f64().unwrap(), &mut ws).unwrap());
+        assert!(model
+            .add(&atoms(t), t["energy"].as_f64().unwrap(), &mut ws)
+            .unwrap());
     }
     model.gpr_mut().fit(&theta(&json["theta_fit"])).unwrap();
     Fixture { json, model }
@@ -77,7 +96,12 @@ fn kernel_matrix_alpha_and_mean_match_agox() {
     let state = gpr.state().unwrap();
     let n = gpr.data().len();
     let k = gpr.kernel().matrix(gpr.data().x(), gpr.data().n_features());
-    let k_agox: Vec<f64> = json["K"].as_array().unwrap().iter().flat_map(floats).collect();
+    let k_agox: Vec<f64> = json["K"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect();
     let dk = max_abs_diff(&k, &k_agox);
     let da = max_abs_diff(&state.alpha, &floats(&json["alpha"]));
     let amax = state.alpha.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -112,8 +136,14 @@ fn prediction_errors(Fixture { json, model }: &Fixture) -> [f64; 4] {
         let ours = model.predict(&a, &mut ws).unwrap();
         worst_e = worst_e.max((ours.energy - p["energy"].as_f64().unwrap()).abs());
         worst_s = worst_s.max((ours.sigma - p["sigma"].as_f64().unwrap()).abs());
-        worst_f = worst_f.max(max_abs_diff(&flat(&ours.forces), &flat(&vec3s(&p["forces"]))));
-        worst_sf = worst_sf.max(max_abs_diff(&flat(&ours.sigma_forces), &flat(&vec3s(&p["sigma_forces"]))));
+        worst_f = worst_f.max(max_abs_diff(
+            &flat(&ours.forces),
+            &flat(&vec3s(&p["forces"])),
+        ));
+        worst_sf = worst_sf.max(max_abs_diff(
+            &flat(&ours.sigma_forces),
+            &flat(&vec3s(&p["sigma_forces"])),
+        ));
     }
     [worst_e, worst_s, worst_f, worst_sf]
 }
@@ -147,7 +177,11 @@ fn hyperparameter_optimization_reaches_agox_optimum() {
             "from θ0 = {t0:.2?}: −log P ours {:.8} (θ {:.4?}, {} evaluations), AGOX {agox:.8}; max |Δθ| = {dt:.1e}",
             ours.neg_lml, ours.theta, ours.evaluations
         );
-        assert!(ours.neg_lml <= agox + 1e-6 * agox.abs(), "{} > {agox}", ours.neg_lml);
+        assert!(
+            ours.neg_lml <= agox + 1e-6 * agox.abs(),
+            "{} > {agox}",
+            ours.neg_lml
+        );
         assert!(dt < 1e-6, "{dt:e}");
     }
 }
