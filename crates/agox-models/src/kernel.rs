@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(k.bounds[1][0], k.bounds[1][1]);
         assert_eq!(k.bounds[3][0], k.bounds[3][1]);
         assert_eq!(k.bounds[5][0], k.bounds[5][1]);
-        assert!((k.bounds[2][0] - (-2.302585092994046)).abs() < 1e-12);
+        assert!((k.bounds[2][0] + std::f64::consts::LN_10).abs() < 1e-12);
         assert!((k.bounds[4][1] - 6.907755278982137).abs() < 1e-12);
         k.validate().unwrap();
         let h = k.hyper();

@@ -87,11 +87,7 @@ pub fn kmeans(
     settings: &KMeansSettings,
     seed: u64,
 ) -> Result<Clustering, KMeansError> {
-    let n = if n_features == 0 {
-        0
-    } else {
-        x.len() / n_features
-    };
+    let n = x.len().checked_div(n_features).unwrap_or(0);
     if n_features == 0 || k == 0 || k > n || x.len() != n * n_features {
         return Err(KMeansError::Shape {
             k,
@@ -105,7 +101,8 @@ pub fn kmeans(
     {
         return Err(KMeansError::NonFinite { index });
     }
-    if settings.n_init == 0 || settings.max_iter == 0 || !(settings.tol >= 0.0) {
+    if settings.n_init == 0 || settings.max_iter == 0 || settings.tol.is_nan() || settings.tol < 0.0
+    {
         return Err(KMeansError::Settings);
     }
     let tol = settings.tol * mean_variance(x, n_features);

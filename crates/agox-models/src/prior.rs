@@ -173,6 +173,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn forces_match_finite_differences_with_periodic_images() {
         let mut a = Atoms::fcc_cubic(29, 3.0, [1, 1, 1]);
         a.positions[1][0] += 0.13;

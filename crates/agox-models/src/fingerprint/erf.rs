@@ -56,10 +56,10 @@ impl ErfTable {
             // H_{n-1}(x0) by the three-term recurrence; a_n = erf^(n)(x0) / n!.
             let (mut h_prev, mut h) = (0.0, 1.0); // H_{-1} (unused), H_0
             let mut factorial = 1.0;
-            for n in 1..=DEGREE {
+            for (n, cn) in c.iter_mut().enumerate().skip(1) {
                 factorial *= n as f64;
                 let sign = if (n - 1) % 2 == 0 { 1.0 } else { -1.0 };
-                c[n] = sign * g * h / factorial;
+                *cn = sign * g * h / factorial;
                 // H_n = 2 x H_{n-1} - 2 (n-1) H_{n-2}
                 let next = 2.0 * x0 * h - 2.0 * (n - 1) as f64 * h_prev;
                 h_prev = h;

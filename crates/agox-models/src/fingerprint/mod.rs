@@ -365,10 +365,14 @@ impl Fingerprint {
             out.push(t);
         }
         if foreign || counts != self.counts {
-            let mut env = Atoms::default();
-            env.numbers = self.spec.numbers.clone();
-            let mut other = Atoms::default();
-            other.numbers = atoms.numbers.clone();
+            let env = Atoms {
+                numbers: self.spec.numbers.clone(),
+                ..Default::default()
+            };
+            let other = Atoms {
+                numbers: atoms.numbers.clone(),
+                ..Default::default()
+            };
             return Err(DescriptorError::Mismatch {
                 descriptor: NAME,
                 message: format!(
@@ -509,7 +513,7 @@ fn bond_types_3body(counts: &[usize], periodic: bool) -> (Vec<i32>, usize) {
     let nt = counts.len();
     let several = |t: usize| counts[t] > 1 || periodic;
     let mut keys: Vec<(usize, usize, usize)> = Vec::new();
-    for t1 in 0..nt {
+    for (t1, &count1) in counts.iter().enumerate() {
         for t2 in 0..nt {
             if t1 == t2 && !several(t1) {
                 continue;
@@ -523,7 +527,7 @@ fn bond_types_3body(counts: &[usize], periodic: bool) -> (Vec<i32>, usize) {
                     true
                 } else if t2 == t3 {
                     if t2 == t1 {
-                        counts[t1] > 2 || periodic
+                        count1 > 2 || periodic
                     } else {
                         several(t2)
                     }

@@ -96,13 +96,12 @@ impl LmlCache {
         }
         for j in 0..n {
             let col = j * n;
-            let dcol = &self.d[col..col + n];
-            for i in j..n {
-                let p = h.parts(dcol[i]);
-                self.k[col + i] = h.value(p);
+            for (i, &d) in self.d[col + j..col + n].iter().enumerate() {
+                let p = h.parts(d);
+                self.k[col + j + i] = h.value(p);
                 if parts {
-                    self.rbf1[col + i] = p.rbf1;
-                    self.rbf2[col + i] = p.rbf2;
+                    self.rbf1[col + j + i] = p.rbf1;
+                    self.rbf2[col + j + i] = p.rbf2;
                 }
             }
             self.k[col + j] += h.noise;
