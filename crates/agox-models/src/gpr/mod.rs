@@ -9,7 +9,7 @@
 //!   copy is updated with [`TrainingData::rows_since`] / [`Gpr::append`], i.e. only
 //!   the new rows travel (8·(F+1) bytes each: 2168 B for Au₈Cu₄'s 270 features);
 //! * [`TrainedState`] — θ, α, the packed Cholesky factor and the mean: all
-//!   prediction needs besides the rows, 8·(N + N(N+1)/2) bytes (160 KB at
+//!   prediction needs besides the rows, 8·(N + N(N+1)/2) bytes (162 KB at
 //!   N = 200, 1.0 MB at N = 500).
 //!
 //! The hyperparameter search is split so that its starts can run anywhere with
