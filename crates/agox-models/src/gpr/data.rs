@@ -6,11 +6,34 @@ use super::GprError;
 /// Feature rows (contiguous, row-major) and targets `E − E_prior` (not centred:
 /// the mean changes as rows are added and is taken at training time).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RawTrainingData")]
 pub struct TrainingData {
     n_features: usize,
     x: Vec<f64>,
     targets: Vec<f64>,
+}
+
+/// The serialized form, checked before it becomes a [`TrainingData`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrainingData {
+    n_features: usize,
+    x: Vec<f64>,
+    targets: Vec<f64>,
+}
+
+impl TryFrom<RawTrainingData> for TrainingData {
+    type Error = GprError;
+    fn try_from(raw: RawTrainingData) -> Result<Self, GprError> {
+        let mut data = TrainingData::new(raw.n_features);
+        data.append(&TrainingRows {
+            start: 0,
+            n_features: raw.n_features,
+            x: raw.x,
+            targets: raw.targets,
+        })?;
+        Ok(data)
+    }
 }
 
 /// Rows `start..start + targets.len()` of a [`TrainingData`]: what travels to a
@@ -177,5 +200,26 @@ mod tests {
             Err(GprError::NonFinite { row: 0 })
         ));
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn deserialization_checks_the_shape() {
+        let mut a = TrainingData::new(2);
+        a.push(&[1.0, 2.0], 0.5).unwrap();
+        let bytes = rmp_serde::to_vec(&a).unwrap();
+        assert_eq!(rmp_serde::from_slice::<TrainingData>(&bytes).unwrap(), a);
+        let bad = RawBad {
+            n_features: 3,
+            x: vec![1.0, 2.0],
+            targets: vec![0.5],
+        };
+        assert!(rmp_serde::from_slice::<TrainingData>(&rmp_serde::to_vec(&bad).unwrap()).is_err());
+    }
+
+    #[derive(serde::Serialize)]
+    struct RawBad {
+        n_features: usize,
+        x: Vec<f64>,
+        targets: Vec<f64>,
     }
 }

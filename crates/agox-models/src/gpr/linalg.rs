@@ -16,18 +16,27 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     fn stack(&mut self, n: usize) -> &mut MemStack {
-        if self.buffer.is_none() || self.capacity < n {
-            let req =
-                llt::factor::cholesky_in_place_scratch::<f64>(n, Par::Seq, Default::default())
-                    .or(llt::inverse::inverse_scratch::<f64>(n, Par::Seq))
-                    .or(llt::solve::solve_in_place_scratch::<f64>(n, 1, Par::Seq));
-            self.buffer = Some(MemBuffer::new(req));
+        if self.capacity < n {
+            self.buffer = None;
             self.capacity = n;
         }
-        match &mut self.buffer {
-            Some(b) => MemStack::new(b),
-            None => unreachable!("allocated above"),
-        }
+        let capacity = self.capacity;
+        let buffer = self.buffer.get_or_insert_with(|| {
+            MemBuffer::new(
+                llt::factor::cholesky_in_place_scratch::<f64>(
+                    capacity,
+                    Par::Seq,
+                    Default::default(),
+                )
+                .or(llt::inverse::inverse_scratch::<f64>(capacity, Par::Seq))
+                .or(llt::solve::solve_in_place_scratch::<f64>(
+                    capacity,
+                    1,
+                    Par::Seq,
+                )),
+            )
+        });
+        MemStack::new(buffer)
     }
 }
 

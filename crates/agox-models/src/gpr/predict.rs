@@ -89,17 +89,24 @@ pub struct GpPrediction {
     pub sigma: f64,
 }
 
-/// Mean and σ at `x`.
-pub(crate) fn predict(
+/// k(x, X) into `ws.k` (and the feature-gradient factors into `ws.s` when
+/// `factors`), then the mean and σ, leaving L⁻¹k in `ws.v`.
+fn mean_and_sigma(
     state: &TrainedState,
     data: &TrainingData,
     x: &[f64],
     ws: &mut PredictWorkspace,
+    factors: bool,
 ) -> GpPrediction {
     let h = state.kernel.hyper();
     ws.k.clear();
+    ws.s.clear();
     for m in 0..data.len() {
-        ws.k.push(h.value(h.parts(squared_distance(x, data.row(m)))));
+        let p = h.parts(squared_distance(x, data.row(m)));
+        ws.k.push(h.value(p));
+        if factors {
+            ws.s.push(h.feature_gradient_factor(p));
+        }
     }
     let energy =
         ws.k.iter()
@@ -117,6 +124,16 @@ pub(crate) fn predict(
     }
 }
 
+/// Mean and σ at `x`.
+pub(crate) fn predict(
+    state: &TrainedState,
+    data: &TrainingData,
+    x: &[f64],
+    ws: &mut PredictWorkspace,
+) -> GpPrediction {
+    mean_and_sigma(state, data, x, ws, false)
+}
+
 /// Mean, σ and their gradients with respect to `x` (left in `ws`).
 pub(crate) fn predict_with_gradient(
     state: &TrainedState,
@@ -124,37 +141,18 @@ pub(crate) fn predict_with_gradient(
     x: &[f64],
     ws: &mut PredictWorkspace,
 ) -> GpPrediction {
-    let h = state.kernel.hyper();
-    let n = data.len();
-    ws.k.clear();
-    ws.s.clear();
-    for m in 0..n {
-        let p = h.parts(squared_distance(x, data.row(m)));
-        ws.k.push(h.value(p));
-        ws.s.push(h.feature_gradient_factor(p));
-    }
-    let energy =
-        ws.k.iter()
-            .zip(&state.alpha)
-            .map(|(k, a)| k * a)
-            .sum::<f64>()
-            + state.mean;
-    ws.v.clear();
-    ws.v.extend_from_slice(&ws.k);
-    forward_packed(&state.chol, &mut ws.v);
-    let var = h.k0() - ws.v.iter().map(|v| v * v).sum::<f64>();
-    let sigma = var.max(0.0).sqrt();
+    let p = mean_and_sigma(state, data, x, ws, true);
     // v ← K⁻¹k.
     backward_packed(&state.chol, &mut ws.v);
     // Weights of (X_m − x) in the two gradients.
-    let sigma_scale = if sigma > 0.0 { -1.0 / sigma } else { 0.0 };
+    let sigma_scale = if p.sigma > 0.0 { -1.0 / p.sigma } else { 0.0 };
     let f = x.len();
     ws.grad_energy.clear();
     ws.grad_energy.resize(f, 0.0);
     ws.grad_sigma.clear();
     ws.grad_sigma.resize(f, 0.0);
     let (mut we_sum, mut ws_sum) = (0.0, 0.0);
-    for m in 0..n {
+    for m in 0..data.len() {
         let we = state.alpha[m] * ws.s[m];
         let wsig = sigma_scale * ws.v[m] * ws.s[m];
         we_sum += we;
@@ -178,5 +176,5 @@ pub(crate) fn predict_with_gradient(
         *ge -= we_sum * xf;
         *gs -= ws_sum * xf;
     }
-    GpPrediction { energy, sigma }
+    p
 }
