@@ -9,12 +9,13 @@ run:
 test:
     cargo test --workspace
 
-# The machine's physical floor and the pool, atoms and search benchmarks, each one JSON line.
+# The machine's physical floor and the pool, atoms, search and model benchmarks, each one JSON line.
 bench:
     bash ../shared/bench/floor/run.sh
     cargo run --release --example bench_pool -- --workers 2
     cargo run --release --example bench_atoms
     cargo run --release --example bench_search
+    cargo run --release --example bench_models
 
 # Exactly what CI runs.
 ci:

@@ -2,6 +2,8 @@
 
 /// Structures, potentials, optimizers and extxyz (`agox-atoms`).
 pub use agox_atoms as atoms;
+/// GOFEE's surrogate: Fingerprint, prior, Gaussian process, LCB, k-means (`agox-models`).
+pub use agox_models as models;
 /// The worker pool (`agox-pool`).
 pub use agox_pool as pool;
 /// AGOX's search on the pool (`agox-search`).
