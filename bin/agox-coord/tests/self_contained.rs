@@ -164,7 +164,13 @@ fn a_clone_with_nothing_beside_it_has_every_path_the_tests_open() {
     );
 
     let meta = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(&clone)
         .output()
         .unwrap();
@@ -218,5 +224,8 @@ fn a_clone_with_nothing_beside_it_has_every_path_the_tests_open() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     // The reference data alone is read through several such paths.
-    assert!(checked >= 5, "only {checked} paths found: is the scan broken?");
+    assert!(
+        checked >= 5,
+        "only {checked} paths found: is the scan broken?"
+    );
 }
