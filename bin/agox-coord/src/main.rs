@@ -9,6 +9,7 @@
 
 mod calc;
 mod common;
+mod progress;
 mod relax;
 mod run;
 mod validate;
@@ -63,12 +64,30 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes as one line, `what: why: ...`, each cause once: a
+/// cause whose text the line already ends with (a wrapper that repeats its
+/// source's message) is not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agox-coord: {e:#}");
+            common::note(&format!("agox-coord: {}", error_line(&e)));
             ExitCode::FAILURE
         }
     }
@@ -82,5 +101,25 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A wrapper that repeats its source, as `#[error("x: {0}")] X(#[from] E)` does.
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "reading a.xyz: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Repeats(io)).context("calc");
+        assert_eq!(error_line(&e), "calc: reading a.xyz: no such file");
     }
 }

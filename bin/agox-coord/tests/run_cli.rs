@@ -134,15 +134,16 @@ fn workers_1_and_2_give_the_same_energies_and_resume_continues_the_run() {
     let w1 = tmp.path().join("w1");
     let w2 = tmp.path().join("w2");
     for (dir, w) in [(&w1, "1"), (&w2, "2")] {
-        let out = run(&["run", s(&script), "--workers", w, "--output", s(dir)]);
+        let out = run(&["run", s(&script), "--workers", w, "--output", s(dir), "-v"]);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let log = String::from_utf8_lossy(&out.stderr);
+        // `-v` logs every iteration on standard output, with the pool's figures.
+        let log = String::from_utf8_lossy(&out.stdout);
         assert!(
-            log.contains("iteration 7:") && log.contains("sync:"),
+            log.contains("iteration 7:") && log.contains("sync:") && log.contains(" ε"),
             "{log}"
         );
     }
