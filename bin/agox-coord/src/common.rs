@@ -45,9 +45,12 @@ pub fn positive_number(s: &str) -> Result<u64, String> {
 
 /// A seed: a whole number from 0 to 2⁶⁴ − 1.
 pub fn seed_number(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number from 0 to {}, found \"{s}\"", u64::MAX))
+    s.trim().parse().map_err(|_| {
+        format!(
+            "expected a whole number from 0 to {}, found \"{s}\"",
+            u64::MAX
+        )
+    })
 }
 
 /// Warns (unless `quiet`) when more workers are asked for than this process has
@@ -317,7 +320,8 @@ impl Output {
             Some(p) if p.as_os_str() == "-" => Ok(Output::stdout()),
             Some(p) => {
                 let name = p.display().to_string();
-                let file = AtomicWrite::create(p).with_context(|| format!("cannot create {name}"))?;
+                let file =
+                    AtomicWrite::create(p).with_context(|| format!("cannot create {name}"))?;
                 Ok(Output {
                     name,
                     sink: Sink::File(BufWriter::new(file)),

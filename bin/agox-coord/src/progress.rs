@@ -7,8 +7,9 @@
 //! * `-v`: one line per iteration on standard output (the run's log), with the
 //!   pool's synchronization figures, and every failure message.
 //! * Failures (a candidate a generator could not make, a relaxation or evaluation
-//!   that failed): each distinct message the first time it occurs, up to
-//!   [`FIRST_MESSAGES`] per source, as a warning on standard error (all with `-v`).
+//!   that failed): the first [`SHOWN`] of each source as warnings on standard
+//!   error (all with `-v`); `summary.json` counts them all and keeps the first
+//!   distinct messages.
 //!
 //! Standard error carries progress and warnings: a write there that fails is
 //! ignored. Standard output carries the log and the result: a write there that
@@ -18,10 +19,13 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use agox_search::search::{IterationReport, FIRST_MESSAGES};
+use agox_search::search::IterationReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::common::note;
+
+/// Failure messages shown per source without `-v`.
+const SHOWN: usize = 3;
 
 /// How often a plain progress line is printed at least.
 const LINE_EVERY: Duration = Duration::from_secs(60);
@@ -48,7 +52,7 @@ pub struct Progress {
     evaluations_at_start: u64,
     start: Instant,
     /// Per source (`[[generator]] #1 random`, `relax`, `evaluate`): messages shown.
-    shown: HashMap<String, Vec<String>>,
+    shown: HashMap<String, usize>,
 }
 
 impl Progress {
@@ -97,7 +101,8 @@ impl Progress {
     }
 
     fn rate(&self, evaluations: u64) -> f64 {
-        (evaluations - self.evaluations_at_start) as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+        (evaluations - self.evaluations_at_start) as f64
+            / self.start.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// Shows one finished iteration. An error means standard output is closed.
@@ -121,8 +126,15 @@ impl Progress {
                     while *next_mark <= done {
                         *next_mark += step(self.total);
                     }
-                    let eta = eta(self.start.elapsed(), done - self.started_at, self.total - done);
-                    note(&format!("iteration {done}/{}: {status}, ETA {eta}", self.total));
+                    let eta = eta(
+                        self.start.elapsed(),
+                        done - self.started_at,
+                        self.total - done,
+                    );
+                    note(&format!(
+                        "iteration {done}/{}: {status}, ETA {eta}",
+                        self.total
+                    ));
                 }
             }
             Mode::Log => {
@@ -136,39 +148,31 @@ impl Progress {
         Ok(())
     }
 
-    /// Warns about the iteration's failures: each new message once per source, up to
-    /// FIRST_MESSAGES of them (every one with `-v`).
+    /// Warns about the iteration's failures: the first [`SHOWN`] of each source
+    /// (every one with `-v`).
     fn failures(&mut self, r: &IterationReport) {
         if self.quiet {
             return;
         }
         for f in &r.failures {
-            let seen = self.shown.entry(f.source.clone()).or_default();
-            let show = if self.verbose {
-                true
-            } else if seen.contains(&f.message) {
-                false
-            } else if seen.len() < FIRST_MESSAGES {
-                seen.push(f.message.clone());
-                if seen.len() == FIRST_MESSAGES {
-                    let last = format!(
-                        "agox-coord: warning: iteration {}: {}: {} (further messages of {} only with -v)",
-                        r.iteration, f.source, f.message, f.source
-                    );
-                    self.note(&last);
-                    continue;
-                }
-                true
-            } else {
-                false
-            };
-            if show {
-                let line = format!(
-                    "agox-coord: warning: iteration {}: {}: {}",
-                    r.iteration, f.source, f.message
-                );
-                self.note(&line);
+            let shown = self.shown.entry(f.source.clone()).or_insert(0);
+            if !self.verbose && *shown >= SHOWN {
+                continue;
             }
+            *shown += 1;
+            let more = if !self.verbose && *shown == SHOWN {
+                format!(
+                    " (further failures of {} are counted in summary.json and shown with -v)",
+                    f.source
+                )
+            } else {
+                String::new()
+            };
+            let line = format!(
+                "agox-coord: warning: iteration {}: {}: {}{more}",
+                r.iteration, f.source, f.message
+            );
+            self.note(&line);
         }
     }
 

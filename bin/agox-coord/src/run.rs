@@ -129,7 +129,10 @@ fn settings(args: &RunArgs) -> Result<Script> {
         );
     }
     let mut script = resume_settings(&output, given.as_ref())?;
-    let recorded = script.search.seed.context("the recorded settings have no seed")?;
+    let recorded = script
+        .search
+        .seed
+        .context("the recorded settings have no seed")?;
     if let Some(s) = args.seed.filter(|&s| s != recorded) {
         bail!(
             "--resume: the run in {} was started with seed {recorded}; --seed {s} differs \
@@ -258,4 +261,3 @@ fn result_line(line: &str) -> Result<()> {
         .and_then(|()| out.flush())
         .context("writing the result to standard output")
 }
-

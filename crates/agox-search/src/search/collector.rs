@@ -82,7 +82,7 @@ impl ParallelCollector {
         self.slots
             .iter()
             .enumerate()
-            .flat_map(|(g, slot)| std::iter::repeat(g).take(slot.count.at(iteration)))
+            .flat_map(|(g, slot)| (0..slot.count.at(iteration)).map(move |_| g))
             .collect()
     }
 

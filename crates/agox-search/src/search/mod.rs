@@ -336,10 +336,9 @@ impl Search {
     pub fn resume_locked(script: Script, pool: Pool, lock: RunLock) -> Result<Search, SearchError> {
         let dir = script.search.output.clone();
         let script = resume_settings(&dir, Some(&script))?;
-        let seed = script
-            .search
-            .seed
-            .ok_or_else(|| SearchError::Resume(format!("{} records no seed", dir.join(RUN_FILE).display())))?;
+        let seed = script.search.seed.ok_or_else(|| {
+            SearchError::Resume(format!("{} records no seed", dir.join(RUN_FILE).display()))
+        })?;
         let db = Database::open_existing(dir.join(DB_FILE))?;
         let history = History::from_stored(db.read_all()?);
         let mut outputs = Outputs::open(&dir, true)?;
@@ -605,7 +604,8 @@ impl Search {
                     let message = e.to_string();
                     record.failures.record(&message);
                     failures.push(FailureNote {
-                        source: record.generator.clone(),
+                        // The message names the generator's kind itself.
+                        source: format!("[[generator]] #{}", g + 1),
                         message,
                     });
                 }
@@ -700,6 +700,7 @@ impl Search {
             0
         };
         if self.nothing_generated >= self.script.search.max_failed_iterations {
+            self.drain_lookahead();
             return Err(self.nothing_generated_error(iteration));
         }
         Ok(Some(IterationReport {
@@ -733,10 +734,10 @@ impl Search {
             .filter(|g| g.failures.count > 0)
             .map(|g| {
                 format!(
-                    "{} failed {} time(s): {}",
+                    "{} failed {} time(s), first: {}",
                     g.generator,
                     g.failures.count,
-                    g.failures.messages.join(" / ")
+                    g.failures.messages.first().map_or("", String::as_str)
                 )
             })
             .collect();
@@ -749,6 +750,18 @@ impl Search {
             } else {
                 reasons.join("; ")
             },
+        }
+    }
+
+    /// Waits for the candidates of a later iteration already submitted, so that a run
+    /// that ends here leaves no task running on a worker (their results are not
+    /// needed: a resumed run makes them again from the same seeds).
+    fn drain_lookahead(&mut self) {
+        if let Some((_, pending)) = self.lookahead.take() {
+            for p in pending {
+                // Only waiting: a failure here changes nothing stored.
+                self.pool.get(p).ok();
+            }
         }
     }
 
@@ -788,6 +801,7 @@ impl Search {
                 break;
             }
         }
+        self.drain_lookahead();
         match failure {
             Some(e) => {
                 // The error is what the caller must see; a summary that cannot be
