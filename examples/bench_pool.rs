@@ -251,8 +251,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&p| (rss_mb(p) * 10.0).round() / 10.0)
         .collect();
-    echo.stop()?;
+    // In reverse order of forking: the later child holds a copy of the earlier
+    // one's socket, which must close before the earlier child sees the end.
     sink.stop()?;
+    echo.stop()?;
 
     println!(
         "{{\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"worker_rss_mb\":{:?}}}",
