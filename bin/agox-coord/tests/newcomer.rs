@@ -254,8 +254,10 @@ count = 2
 // 5 ─────────────────────────────────────────────────────────────────────────────
 
 /// A pipe whose reading end is already closed: every write to it fails (EPIPE).
+/// Both ends are close-on-exec, so that a process another test starts meanwhile
+/// cannot inherit the reading end (and keep the pipe open).
 fn closed_pipe() -> Stdio {
-    let (read, write) = nix::unistd::pipe().unwrap();
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(read);
     Stdio::from(write)
 }

@@ -96,17 +96,33 @@ pub fn start_long_run(dir: &Path, script: &Path, rows: usize) -> std::process::C
     let t = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(20));
-        let n = Database::open_existing(dir.join("db.db"))
-            .ok()
-            .and_then(|db| db.len().ok())
-            .unwrap_or(0);
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            panic!("the run ended early ({status}): {err}");
+        }
+        // `run.json` is written once the database is complete: reading the database
+        // earlier could meet it half-made (or hold a lock while it is being made).
+        let n = if dir.join("run.json").exists() {
+            Database::open_existing(dir.join("db.db"))
+                .ok()
+                .and_then(|db| db.len().ok())
+                .unwrap_or(0)
+        } else {
+            0
+        };
         if n >= rows {
             return child;
         }
         if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not progress");
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run did not progress: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
