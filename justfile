@@ -9,9 +9,9 @@ run:
 test:
     cargo test --workspace
 
-# The machine's physical floor and the pool, atoms, search and model benchmarks, each one JSON line.
+# The pool (with the machine's own socket floor, measured in the same run), atoms,
+# search and model benchmarks, each one JSON line.
 bench:
-    bash ../shared/bench/floor/run.sh
     cargo run --release --example bench_pool -- --workers 2
     cargo run --release --example bench_atoms
     cargo run --release --example bench_search

@@ -1,6 +1,15 @@
 //! The pool benchmark: start-up, per-task cost, round trip, an 8 MB attribute
-//! broadcast and worker memory. Prints ONE JSON line; each figure is the median of
-//! five repetitions inside this run.
+//! broadcast and worker memory, each beside the machine's own floor for the same
+//! movement of bytes, measured in the same run, interleaved with the pool figures
+//! (a loaded machine then moves both). Prints ONE JSON line; each figure is the
+//! median of five repetitions inside this run, and each `*_vs_floor` the median of
+//! the five per-repetition ratios.
+//!
+//! The floor is two processes and a Unix socket pair with nothing else: a 64-byte
+//! ping-pong round trip, 64-byte messages pipelined 32 at a time (the cost per
+//! message), and an 8 MB write answered by a 1-byte acknowledgement. It is the
+//! same measurement as a pair of small C programs doing `read`/`write` on a
+//! `socketpair` (a forked child echoing), written with the standard library.
 //!
 //! `cargo run --release --example bench_pool -- --workers 2`
 
@@ -8,6 +17,8 @@ use agox::pool::{
     dynamic_attributes, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
 };
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 #[derive(Serialize, Deserialize)]
@@ -61,6 +72,84 @@ fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Size of a floor message (the C floor's).
+const MSG: usize = 64;
+/// Messages in flight in the pipelined floor.
+const WINDOW: usize = 32;
+/// The large payload.
+const BIG: usize = 8 << 20;
+
+/// A child process at the other end of a socket pair, forked before the pool (so
+/// while this process has one thread). It answers every `request` bytes with
+/// `answer` bytes until the socket closes.
+struct Peer {
+    socket: UnixStream,
+    pid: nix::unistd::Pid,
+}
+
+impl Peer {
+    fn fork(request: usize, answer: usize) -> Result<Peer, Box<dyn std::error::Error>> {
+        let (ours, theirs) = UnixStream::pair()?;
+        // SAFETY: called at the start of `main`, before any thread or pool exists;
+        // the child only reads and writes its socket and leaves with `_exit`.
+        match unsafe { nix::unistd::fork() }? {
+            nix::unistd::ForkResult::Child => {
+                drop(ours);
+                let mut theirs = theirs;
+                let mut buf = vec![0u8; request.max(answer)];
+                while theirs.read_exact(&mut buf[..request]).is_ok() {
+                    if theirs.write_all(&buf[..answer]).is_err() {
+                        break;
+                    }
+                }
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(Peer {
+                socket: ours,
+                pid: child,
+            }),
+        }
+    }
+
+    /// µs per 64-byte round trip, over `n` of them.
+    fn roundtrip_us(&mut self, n: usize) -> std::io::Result<f64> {
+        let mut m = [0u8; MSG];
+        let t0 = Instant::now();
+        for _ in 0..n {
+            self.socket.write_all(&m)?;
+            self.socket.read_exact(&mut m)?;
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1e6 / n as f64)
+    }
+
+    /// µs per 64-byte message, `n` of them sent `WINDOW` at a time.
+    fn pipelined_us(&mut self, n: usize) -> std::io::Result<f64> {
+        let mut m = vec![0u8; MSG * WINDOW];
+        let t0 = Instant::now();
+        for _ in 0..n / WINDOW {
+            self.socket.write_all(&m)?;
+            self.socket.read_exact(&mut m)?;
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1e6 / (n / WINDOW * WINDOW) as f64)
+    }
+
+    /// ms per 8 MB sent and acknowledged.
+    fn send_ms(&mut self, payload: &[u8]) -> std::io::Result<f64> {
+        let mut ack = [0u8; 1];
+        let t0 = Instant::now();
+        self.socket.write_all(payload)?;
+        self.socket.read_exact(&mut ack)?;
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
+    }
+
+    fn stop(self) -> Result<(), Box<dyn std::error::Error>> {
+        drop(self.socket);
+        nix::sys::wait::waitpid(self.pid, None)?;
+        Ok(())
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = 2usize;
     let mut args = std::env::args().skip(1);
@@ -80,6 +169,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     const REPS: usize = 5;
     const TASKS: usize = 2000;
+    const FLOOR_ROUNDTRIPS: usize = 20_000;
+    const FLOOR_PIPELINED: usize = 64_000;
+
+    // The floor's peers first, while this process has a single thread.
+    let mut echo = Peer::fork(MSG, MSG)?;
+    let mut sink = Peer::fork(BIG, 1)?;
+    let payload = vec![1u8; BIG];
+    // Warm up both ends (first-touch pages, scheduler).
+    echo.roundtrip_us(1000)?;
+    echo.pipelined_us(4 * WINDOW)?;
+    sink.send_ms(&payload)?;
 
     let mut start_ms = Vec::new();
     for _ in 0..REPS {
@@ -96,39 +196,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Warm up: the scheduler learns the task is tiny, pages are touched.
     pool.map(&sum, args.clone())?;
 
-    let mut per_task = Vec::new();
+    let (mut per_task, mut floor_pipelined, mut per_task_ratio) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..REPS {
+        let floor = echo.pipelined_us(FLOOR_PIPELINED)?;
         let a = args.clone();
         let t0 = Instant::now();
         let out = pool.map(&sum, a)?;
-        per_task.push(t0.elapsed().as_secs_f64() * 1e6 / TASKS as f64);
+        let us = t0.elapsed().as_secs_f64() * 1e6 / TASKS as f64;
         assert_eq!(out[1], 100.0);
+        per_task.push(us);
+        floor_pipelined.push(floor);
+        per_task_ratio.push(us / floor);
     }
 
-    let mut roundtrip = Vec::new();
+    let (mut roundtrip, mut floor_roundtrip, mut roundtrip_ratio) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..REPS {
+        let floor = echo.roundtrip_us(FLOOR_ROUNDTRIPS)?;
         let t0 = Instant::now();
         for a in &args {
             pool.map(&sum, [a.clone()])?;
         }
-        roundtrip.push(t0.elapsed().as_secs_f64() * 1e6 / TASKS as f64);
+        let us = t0.elapsed().as_secs_f64() * 1e6 / TASKS as f64;
+        roundtrip.push(us);
+        floor_roundtrip.push(floor);
+        roundtrip_ratio.push(us / floor);
     }
 
     let big = pool.add_module("big", Big { data: Vec::new() })?;
-    let mut sync_ms = Vec::new();
     // Warm up as for the maps: the first broadcasts also pay for first-touch memory
     // on both sides.
     for rep in 0..3 {
         big.lock().data = (0..1_000_000).map(|i| (i + 100 + rep) as f64).collect();
         pool.synchronize()?;
     }
+    let (mut sync_ms, mut floor_send, mut sync_ratio) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..REPS {
+        let floor = sink.send_ms(&payload)?;
         let data: Vec<f64> = (0..1_000_000).map(|i| (i + rep) as f64).collect();
         let t0 = Instant::now();
         big.lock().data = data;
         let report = pool.synchronize()?;
-        sync_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
         assert_eq!(report.attributes, 1);
+        sync_ms.push(ms);
+        floor_send.push(floor);
+        sync_ratio.push(ms / floor);
     }
     let lens = pool.broadcast(&len, &big.link())?;
     assert!(lens.iter().all(|&l| l == 1_000_000));
@@ -137,14 +251,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&p| (rss_mb(p) * 10.0).round() / 10.0)
         .collect();
+    // In reverse order of forking: the later child holds a copy of the earlier
+    // one's socket, which must close before the earlier child sees the end.
+    sink.stop()?;
+    echo.stop()?;
 
     println!(
-        "{{\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"roundtrip_us\":{:.2},\"sync_8mb_ms\":{:.3},\"worker_rss_mb\":{:?}}}",
+        "{{\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"worker_rss_mb\":{:?}}}",
         workers,
         median(start_ms),
         median(per_task),
+        median(floor_pipelined),
+        median(per_task_ratio),
         median(roundtrip),
+        median(floor_roundtrip),
+        median(roundtrip_ratio),
         median(sync_ms),
+        median(floor_send),
+        median(sync_ratio),
         rss
     );
     Ok(())

@@ -22,7 +22,13 @@ pub fn run(args: CalcArgs) -> Result<ExitCode> {
     let input = args.run.input_name();
     let frames = common::read_frames(&args.run.input)?;
     let mut output = Output::create(args.run.output.as_deref())?;
-    let session = common::start_session(spec, args.run.workers, args.run.launcher, frames.len())?;
+    let session = common::start_session(
+        spec,
+        args.run.workers,
+        args.run.launcher,
+        frames.len(),
+        args.run.quiet,
+    )?;
     let bar = common::progress_bar(frames.len(), args.run.quiet, "calc");
     let link = session.calculator.link();
     let jobs: Vec<_> = frames

@@ -1,20 +1,70 @@
-//! What `calc` and `relax` share: the potential flags, reading the input,
-//! starting the pool with the calculator on it, collecting results in input
-//! order, the progress bar, and writing outputs (atomically for files).
+//! What the commands share: number flags with clear messages, messages on
+//! standard error that a closed stream cannot turn into a panic, the warning for
+//! more workers than CPUs; and for `calc` and `relax`: the potential flags, reading
+//! the input, starting the pool with the calculator on it, collecting results in
+//! input order, the progress bar, and writing outputs (atomically for files).
 
 use agox_atoms::extxyz::{self, Column, ColumnData, Frame};
 use agox_atoms::Evaluation;
 use agox_pool::{default_workers, FnHandle, Handle, Launcher, Pool, PoolConfig};
 use agox_search::calculator::{CalculatorModule, CalculatorSpec};
 use agox_search::registry::{self, SearchFns};
+use agox_search::search::AtomicWrite;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Writes one line to standard error. Messages there are progress and warnings:
+/// when standard error is closed (`2>&-`, a pipe whose reader left) they are lost,
+/// and the command goes on.
+pub fn note(line: &str) {
+    let mut err = std::io::stderr().lock();
+    // Best effort by design (see above): a failed write is not an error of the command.
+    writeln!(err, "{line}").ok();
+}
+
+/// A whole number ≥ 0 (`--workers`, `--steps`, ...). Parsed here rather than by
+/// clap's default so that `-5` gets this message instead of a tip about `--`.
+pub fn whole_number(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number ≥ 0, found \"{s}\""))
+}
+
+/// A whole number ≥ 1 (`--iterations`).
+pub fn positive_number(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number ≥ 1, found \"{s}\"")),
+    }
+}
+
+/// A seed: a whole number from 0 to 2⁶⁴ − 1.
+pub fn seed_number(s: &str) -> Result<u64, String> {
+    s.trim().parse().map_err(|_| {
+        format!(
+            "expected a whole number from 0 to {}, found \"{s}\"",
+            u64::MAX
+        )
+    })
+}
+
+/// Warns (unless `quiet`) when more workers are asked for than this process has
+/// CPUs: they would only take turns.
+pub fn warn_if_oversubscribed(workers: usize, quiet: bool) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers > cpus && !quiet {
+        note(&format!(
+            "agox-coord: warning: {workers} workers on {cpus} available CPU{}: they take turns, each \
+             holds its own memory, and the work goes no faster than with {cpus}",
+            if cpus == 1 { "" } else { "s" }
+        ));
+    }
+}
 
 /// The potentials the command line offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,7 +143,7 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "OUT.xyz")]
     pub output: Option<PathBuf>,
     /// Worker processes; 0 runs in this process [default: SLURM_NTASKS or the number of CPUs]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole_number)]
     pub workers: Option<usize>,
     /// How worker processes are started
     #[arg(long, value_enum, default_value_t = LauncherKind::Fork, value_name = "HOW")]
@@ -120,14 +170,20 @@ pub fn display_name(path: &Path) -> String {
 }
 
 /// Reads every frame of the input; errors name the file, frame, line and field.
+/// An input without a single frame is an error: there is nothing to compute.
 pub fn read_frames(path: &Path) -> Result<Vec<Frame>> {
     let name = display_name(path);
-    if path.as_os_str() == "-" {
+    let frames = if path.as_os_str() == "-" {
         let stdin = std::io::stdin();
-        return extxyz::read(stdin.lock()).with_context(|| format!("reading {name}"));
+        extxyz::read(stdin.lock()).with_context(|| format!("reading {name}"))?
+    } else {
+        let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+        extxyz::read(BufReader::new(file)).with_context(|| format!("reading {name}"))?
+    };
+    if frames.is_empty() {
+        bail!("{name} holds no structure; expected at least one extxyz frame");
     }
-    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
-    extxyz::read(BufReader::new(file)).with_context(|| format!("reading {name}"))
+    Ok(frames)
 }
 
 /// A running pool with the calculator added to it.
@@ -147,8 +203,10 @@ pub fn start_session(
     workers: Option<usize>,
     launcher: LauncherKind,
     n_frames: usize,
+    quiet: bool,
 ) -> Result<Session> {
     let workers = workers.unwrap_or_else(default_workers).min(n_frames);
+    warn_if_oversubscribed(workers, quiet);
     let (registry, fns) = registry::build();
     let mut config = PoolConfig::with_workers(workers);
     if launcher == LauncherKind::Exec {
@@ -239,9 +297,11 @@ pub fn with_results(mut frame: Frame, evaluation: Evaluation) -> Frame {
     frame
 }
 
-/// Where frames go: standard output, or a file written under a temporary name
-/// and renamed into place by [`Output::finish`], so a failed run never leaves a
-/// truncated file behind.
+/// Where frames go: standard output, or a file. A regular file (also at the end of
+/// a symbolic link) is written under a temporary name and renamed into place by
+/// [`Output::finish`], so a failed run never leaves a truncated file behind and
+/// keeps the old one; a FIFO or a device is written in place (see
+/// `agox_search::search::Destination`).
 pub struct Output {
     name: String,
     sink: Sink,
@@ -249,10 +309,7 @@ pub struct Output {
 
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
-    File {
-        writer: BufWriter<tempfile::NamedTempFile>,
-        path: PathBuf,
-    },
+    File(BufWriter<AtomicWrite>),
 }
 
 impl Output {
@@ -263,24 +320,11 @@ impl Output {
             Some(p) if p.as_os_str() == "-" => Ok(Output::stdout()),
             Some(p) => {
                 let name = p.display().to_string();
-                let dir = match p.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d,
-                    _ => Path::new("."),
-                };
-                let tmp = tempfile::Builder::new()
-                    .prefix(".agox-coord-")
-                    .suffix(".xyz.partial")
-                    // Created with 0666 minus the umask, like any new file (the
-                    // default for temporary files is 0600).
-                    .permissions(std::fs::Permissions::from_mode(0o666))
-                    .tempfile_in(dir)
-                    .with_context(|| format!("cannot create {name}"))?;
+                let file =
+                    AtomicWrite::create(p).with_context(|| format!("cannot create {name}"))?;
                 Ok(Output {
                     name,
-                    sink: Sink::File {
-                        writer: BufWriter::new(tmp),
-                        path: p.to_path_buf(),
-                    },
+                    sink: Sink::File(BufWriter::new(file)),
                 })
             }
         }
@@ -297,7 +341,7 @@ impl Output {
     pub fn write(&mut self, frame: &Frame) -> Result<()> {
         let result = match &mut self.sink {
             Sink::Stdout(w) => extxyz::write_frame(w, frame),
-            Sink::File { writer, .. } => extxyz::write_frame(writer, frame),
+            Sink::File(w) => extxyz::write_frame(w, frame),
         };
         match result {
             Ok(()) => Ok(()),
@@ -309,20 +353,18 @@ impl Output {
         }
     }
 
-    /// Flushes, and for a file moves it into place.
+    /// Flushes, and for a regular file moves it into place.
     pub fn finish(self) -> Result<()> {
         let name = self.name;
         match self.sink {
             Sink::Stdout(mut w) => w.flush().with_context(|| format!("writing {name}")),
-            Sink::File { writer, path } => {
-                let tmp = writer
+            Sink::File(w) => {
+                let file = w
                     .into_inner()
                     .map_err(|e| e.into_error())
                     .with_context(|| format!("writing {name}"))?;
-                tmp.persist(&path)
-                    .map_err(|e| e.error)
-                    .with_context(|| format!("cannot move the output into place as {name}"))?;
-                Ok(())
+                file.commit()
+                    .with_context(|| format!("cannot move the output into place as {name}"))
             }
         }
     }

@@ -9,6 +9,7 @@
 
 mod calc;
 mod common;
+mod progress;
 mod relax;
 mod run;
 mod validate;
@@ -63,12 +64,30 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes as one line, `what: why: ...`, each cause once: a
+/// cause whose text the line already ends with (a wrapper that repeats its
+/// source's message) is not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agox-coord: {e:#}");
+            common::note(&format!("agox-coord: {}", error_line(&e)));
             ExitCode::FAILURE
         }
     }
@@ -82,5 +101,73 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The part of `docs/cli.md` about `command`: from its heading
+    /// (``## `agox-coord NAME` ``) to the next command's heading.
+    fn doc_section<'a>(doc: &'a str, command: &str) -> Option<&'a str> {
+        let heading = format!("## `agox-coord {command}`");
+        let start = doc.find(&heading)?;
+        let rest = &doc[start + heading.len()..];
+        let end = rest.find("\n## `agox-coord ").unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    /// `docs/cli.md` documents every command and every flag, under the command's
+    /// own heading: read from the command line's definition, so a new command or
+    /// flag without its documentation fails here.
+    #[test]
+    fn docs_cli_md_holds_every_command_and_flag() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md");
+        let doc = std::fs::read_to_string(path).expect("docs/cli.md");
+        let mut missing = Vec::new();
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            let Some(section) = doc_section(&doc, name) else {
+                missing.push(format!("no section \"## `agox-coord {name}`\""));
+                continue;
+            };
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let written = match (arg.get_short(), arg.get_long(), arg.get_value_names()) {
+                    (Some(c), Some(long), _) => format!("`-{c}, --{long}"),
+                    (None, Some(long), _) => format!("`--{long}"),
+                    (_, None, Some(names)) => format!("`{}", names[0]),
+                    (_, None, None) => format!("`{id}"),
+                };
+                if !section.contains(&written) {
+                    missing.push(format!("{name}: {written}`"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/cli.md lacks:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A wrapper that repeats its source, as `#[error("x: {0}")] X(#[from] E)` does.
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "reading a.xyz: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Repeats(io)).context("calc");
+        assert_eq!(error_line(&e), "calc: reading a.xyz: no such file");
     }
 }

@@ -36,7 +36,13 @@ pub struct RelaxArgs {
     )]
     pub fmax: f64,
     /// At most this many optimizer steps per frame
-    #[arg(long, default_value_t = 500, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = common::whole_number
+    )]
     pub steps: usize,
     /// Also write every step of every relaxation to this extxyz file
     #[arg(long, value_name = "T.xyz")]
@@ -67,7 +73,13 @@ pub fn run(args: RelaxArgs) -> Result<ExitCode> {
         Some(path) => Some(Output::create(Some(path))?),
         None => None,
     };
-    let session = common::start_session(spec, args.run.workers, args.run.launcher, n_frames)?;
+    let session = common::start_session(
+        spec,
+        args.run.workers,
+        args.run.launcher,
+        n_frames,
+        args.run.quiet,
+    )?;
     let bar = common::progress_bar(n_frames, args.run.quiet, "relax");
     let link = session.calculator.link();
     let jobs: Vec<_> = frames
@@ -135,14 +147,14 @@ pub fn run(args: RelaxArgs) -> Result<ExitCode> {
         } else {
             ""
         };
-        eprintln!(
-            "agox-coord: warning: {} of {} frames did not reach fmax {} within {} steps (frames {}{more}); they are marked converged=F",
+        common::note(&format!(
+            "agox-coord: warning: {} of {} frames did not reach fmax {} eV/Å within {} steps (frames {}{more}); they are marked converged=F",
             not_converged.len(),
             n_frames,
             args.fmax,
             args.steps,
             list.join(", "),
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

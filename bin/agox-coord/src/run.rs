@@ -1,25 +1,27 @@
 //! `agox-coord run script.toml`: run a search.
 //!
-//! Validates the script, starts the pool, runs the iterations (collect → relax →
-//! choose → evaluate → store → update the sampler → synchronize; see
-//! `agox_search::search`) and writes `db.db`, `evaluated.xyz`, `best.xyz`,
-//! `run.json` and `summary.json` in the output directory.
+//! Validates the script, takes the output directory's lock, starts the pool, runs
+//! the iterations (collect → relax → choose → evaluate → store → update the sampler
+//! → synchronize; see `agox_search::search`) and writes `db.db`, `evaluated.xyz`,
+//! `best.xyz`, `run.json` and `summary.json` in the output directory.
 //!
-//! * Progress: a bar (iteration, best energy, evaluations/s) when standard error is
-//!   a terminal; otherwise one log line per iteration. `-q`: only the final line;
-//!   `-v`: log lines even on a terminal, with the names of the synchronized
-//!   attributes.
+//! * Display: see [`crate::progress`].
 //! * Ctrl-C: the current iteration is abandoned if it has not reached its
 //!   evaluation yet, otherwise finished; the database stays intact, `summary.json`
 //!   is written, and the exit status is 130. A second Ctrl-C ends the process at
 //!   once (the database is still intact: every iteration is one committed
 //!   transaction).
-//! * `--resume`: continue the run in the output directory from its database.
+//! * `--resume`: continue the run in the output directory, with the settings and
+//!   seed its `run.json` records; flags may only confirm them (`--iterations` sets
+//!   the new total). Nothing left to do: nothing is written.
+//! * One process per output directory: a second `run` or `--resume` on a directory
+//!   in use fails at once, naming the process that holds it.
+//! * Standard output closed (the reader of a pipe left): the run ends after the
+//!   current iteration, with everything stored and `summary.json` written; exit 1.
 //!
-//! Exit status: 0 done, 1 error (bad script, refused output directory, ...),
-//! 130 interrupted.
+//! Exit status: 0 done, 1 error, 130 interrupted.
 
-use std::io::IsTerminal;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,12 +30,12 @@ use std::time::Instant;
 use agox_pool::{default_workers, Launcher, Pool, PoolConfig};
 use agox_search::registry;
 use agox_search::script::Script;
-use agox_search::search::{IterationReport, Search, DB_FILE};
+use agox_search::search::{resume_settings, IterationReport, RunLock, Search, DB_FILE};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::common::LauncherKind;
+use crate::common::{self, LauncherKind};
+use crate::progress::{energy, Progress};
 
 /// Set by the SIGINT handler; the loop checks it between steps.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -64,63 +66,94 @@ fn install_sigint_handler() -> Result<()> {
 /// `run` flags.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The search script (TOML; see docs/script-reference.md)
-    #[arg(value_name = "SCRIPT.toml")]
-    pub script: PathBuf,
+    /// The search script (TOML; see docs/script-reference.md); optional with --resume
+    #[arg(value_name = "SCRIPT.toml", required_unless_present = "resume")]
+    pub script: Option<PathBuf>,
     /// Worker processes; 0 runs everything in this process [default: the script's, else SLURM_NTASKS or the number of CPUs]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = common::whole_number)]
     pub workers: Option<usize>,
     /// Total iterations (with --resume: run until this many are done) [default: the script's]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = common::positive_number)]
     pub iterations: Option<u64>,
-    /// Run seed [default: the script's, else drawn and recorded in run.json]
-    #[arg(long, value_name = "S")]
+    /// Run seed [default: the script's, else drawn and recorded in run.json; with --resume: the recorded one, which this may only confirm]
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = common::seed_number)]
     pub seed: Option<u64>,
     /// Output directory [default: the script's `output`]
     #[arg(long, short, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Continue the run in the output directory from its database
+    /// Continue the run in the output directory, with the settings and seed of its run.json
     #[arg(long)]
     pub resume: bool,
     /// How worker processes are started
     #[arg(long, value_enum, default_value_t = LauncherKind::Fork, value_name = "HOW")]
     pub launcher: LauncherKind,
-    /// Print only the final line
+    /// Print only the final line and errors
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// One log line per iteration even on a terminal, with the synchronized attributes
+    /// Log every iteration on standard output, with the pool's synchronization figures, and every failure message
     #[arg(short, long)]
     pub verbose: bool,
 }
 
-/// Runs the search the script describes.
-pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut script = match Script::load(&args.script) {
-        Ok(s) => s,
-        Err(errors) => bail!("invalid script:\n{errors}"),
+/// The settings to run: the script with the flags applied, or for `--resume` the
+/// run's own recorded settings, which the flags may only confirm.
+fn settings(args: &RunArgs) -> Result<Script> {
+    let given = match &args.script {
+        Some(path) => match Script::load(path) {
+            Ok(s) => Some(s),
+            Err(errors) => bail!("invalid script:\n{errors}"),
+        },
+        None => None,
     };
-    if let Some(n) = args.iterations {
-        if n == 0 {
-            bail!("--iterations must be at least 1");
+    let output = match (&args.output, &given) {
+        (Some(dir), _) => std::path::absolute(dir)
+            .with_context(|| format!("resolving --output {}", dir.display()))?,
+        (None, Some(s)) => s.search.output.clone(),
+        (None, None) => bail!("--resume without a script needs --output DIR"),
+    };
+    if !args.resume {
+        let mut script = given.context("a script is needed")?;
+        if let Some(n) = args.iterations {
+            script.search.iterations = n;
         }
-        script.search.iterations = n;
+        if let Some(s) = args.seed {
+            script.search.seed = Some(s);
+        }
+        script.search.output = output;
+        return Ok(script);
     }
-    if let Some(s) = args.seed {
-        script.search.seed = Some(s);
-    }
-    if let Some(dir) = &args.output {
-        script.search.output = std::path::absolute(dir)
-            .with_context(|| format!("resolving --output {}", dir.display()))?;
-    }
-    let dir = script.search.output.clone();
-    let db = dir.join(DB_FILE);
-    if args.resume && !db.is_file() {
+    if !output.join(DB_FILE).is_file() {
         bail!(
             "--resume: {} has no database ({DB_FILE}) to continue",
-            dir.display()
+            output.display()
         );
     }
-    if !args.resume && db.exists() {
+    let mut script = resume_settings(&output, given.as_ref())?;
+    let recorded = script
+        .search
+        .seed
+        .context("the recorded settings have no seed")?;
+    if let Some(s) = args.seed.filter(|&s| s != recorded) {
+        bail!(
+            "--resume: the run in {} was started with seed {recorded}; --seed {s} differs \
+             (leave --seed out: the recorded seed is used)",
+            output.display()
+        );
+    }
+    if let Some(n) = args.iterations {
+        script.search.iterations = n;
+    }
+    Ok(script)
+}
+
+/// Runs the search the script describes.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let script = settings(&args)?;
+    let dir = script.search.output.clone();
+    // Taken before anything else, so that a second process fails at once, before
+    // it starts a pool or reads the database.
+    let lock = RunLock::acquire(&dir)?;
+    if !args.resume && dir.join(DB_FILE).exists() {
         bail!(
             "{} already holds a run's database ({DB_FILE}); use --resume to continue it, or \
              choose another --output directory",
@@ -131,6 +164,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .workers
         .or(script.search.workers)
         .unwrap_or_else(default_workers);
+    common::warn_if_oversubscribed(workers, args.quiet);
 
     install_sigint_handler()?;
     let t_start = Instant::now();
@@ -145,91 +179,85 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         };
     }
     let pool = Pool::start(reg, config).with_context(|| format!("starting {workers} workers"))?;
+    let unit = script.energy_unit().to_owned();
     let mut search = if args.resume {
-        Search::resume(script, pool)
+        Search::resume_locked(script, pool, lock)
     } else {
-        Search::new(script, pool)
+        Search::new_locked(script, pool, lock)
     }
     .with_context(|| format!("setting up the search in {}", dir.display()))?;
 
-    let quiet = args.quiet;
-    let verbose = args.verbose;
-    let bar = (!quiet && !verbose && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(search.iterations());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} iteration {pos}/{len} [{bar:30}] {msg} ({elapsed_precise})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_position(search.next_iteration());
-        bar
-    });
-    if !quiet {
+    if args.resume && search.is_done() {
+        // Nothing to run: every record of the run stays as it is.
+        result_line(&format!(
+            "nothing to do: the run in {} has done {} of {} iterations (raise --iterations to continue); \
+             best energy {}",
+            dir.display(),
+            search.next_iteration(),
+            search.iterations(),
+            energy(search.best().and_then(|b| b.energy), &unit)
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut progress = Progress::new(
+        args.quiet,
+        args.verbose,
+        search.iterations(),
+        search.next_iteration(),
+        search.evaluations(),
+    );
+    if !args.quiet {
         let what = if args.resume {
             format!("resuming at iteration {}", search.next_iteration())
         } else {
             "starting".to_string()
         };
-        let line = format!(
-            "agox-coord: {what}: {} iterations, seed {}, {} workers, output {}",
+        progress.note(&format!(
+            "agox-coord: {what}: {} iterations, seed {}, {} workers, energies in {unit}, output {}",
             search.iterations(),
             search.seed(),
             search.pool().size(),
             dir.display()
-        );
-        match &bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
+        ));
     }
-    let loop_start = Instant::now();
-    let evals_at_start = search.evaluations();
-    let summary = search.run_with(&STOP, |r: &IterationReport| {
-        let rate =
-            (r.evaluations - evals_at_start) as f64 / loop_start.elapsed().as_secs_f64().max(1e-9);
-        match &bar {
-            Some(b) => {
-                b.set_position(r.iteration + 1);
-                let best = r.best_energy.map_or("-".into(), |e| format!("{e:.6}"));
-                b.set_message(format!("best {best}, {rate:.1} evaluations/s"));
-            }
-            None if !quiet => {
-                if verbose {
-                    eprintln!("{r}");
-                } else {
-                    let mut short = r.clone();
-                    short.sync.names.clear();
-                    eprintln!("{short}");
-                }
-            }
-            None => {}
-        }
-    });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    let summary = search.run_with(&STOP, |r: &IterationReport| progress.iteration(r));
+    progress.finish();
     let summary = summary.context("the search failed")?;
-    let best = summary
-        .best_energy
-        .map_or("none".to_string(), |e| format!("{e:.6}"));
+    if let Some(why) = &summary.error {
+        bail!(
+            "{why}: stopped after iteration {} of {}; everything evaluated is stored in {} \
+             (continue with --resume)",
+            summary.iterations_done,
+            summary.iterations_planned,
+            dir.display()
+        );
+    }
     let first = summary.best_iteration.map_or(String::new(), |i| {
         format!(" (first reached in iteration {i})")
     });
-    println!(
-        "best energy {best}{first}; {} evaluations in {} iterations; {:.2} s; outputs in {}",
+    result_line(&format!(
+        "best energy {}{first}; {} evaluations in {} iterations; {:.2} s; outputs in {}",
+        energy(summary.best_energy, &unit),
         summary.evaluations,
         summary.iterations_done,
         t_start.elapsed().as_secs_f64(),
         dir.display()
-    );
+    ))?;
     if summary.interrupted {
-        eprintln!(
+        common::note(&format!(
             "agox-coord: interrupted after iteration {}; the database is intact; continue with --resume",
             summary.iterations_done
-        );
+        ));
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The result, on standard output; a failure to write it is an error.
+fn result_line(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("writing the result to standard output")
 }

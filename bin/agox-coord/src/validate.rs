@@ -5,11 +5,15 @@
 //! every error (`file:line:column: key: message`, one per line) on standard error
 //! and exits 1.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agox_search::script::Script;
+use anyhow::Context;
 use clap::Args;
+
+use crate::common::note;
 
 /// `validate` flags.
 #[derive(Debug, Args)]
@@ -26,17 +30,18 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         Ok(mut script) => {
             // Show the worker count a run would use on this machine, not `null`.
             script.search.workers = Some(script.workers());
-            println!("{}", script.to_json());
+            writeln!(std::io::stdout(), "{}", script.to_json())
+                .context("writing the settings to standard output")?;
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            eprintln!("{errors}");
+            note(&errors.to_string());
             let n = errors.0.len();
-            eprintln!(
+            note(&format!(
                 "agox-coord: {}: {n} error{}",
                 args.script.display(),
                 if n == 1 { "" } else { "s" }
-            );
+            ));
             Ok(ExitCode::from(1))
         }
     }

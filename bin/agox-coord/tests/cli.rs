@@ -13,8 +13,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agox-coord");
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference");
+mod common;
+
+use common::{run, s, BIN};
+
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference");
 
 fn reference(name: &str) -> serde_json::Value {
     let path = format!("{REFERENCE}/{name}");
@@ -64,14 +67,6 @@ fn write_input(dir: &Path, name: &str, frames: &[Atoms]) -> PathBuf {
     path
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn run_ok(args: &[&str]) -> Output {
     let out = run(args);
     assert!(
@@ -80,10 +75,6 @@ fn run_ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {

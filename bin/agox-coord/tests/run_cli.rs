@@ -4,86 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
 use agox_search::db::Database;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agox-coord");
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A small LJ basin-hopping script (fast: 7 atoms).
-fn write_script(dir: &Path, iterations: u64) -> PathBuf {
-    let text = format!(
-        r#"
-[search]
-algorithm = "bh"
-iterations = {iterations}
-seed = 9
-
-[environment]
-symbols = "Ar7"
-cell = [20.0, 20.0, 20.0]
-confinement = {{ corner = [7.0, 7.0, 7.0], size = [6.0, 6.0, 6.0] }}
-
-[calculator]
-kind = "lj"
-epsilon = 1.0
-sigma = 2.0
-cutoff = 50.0
-shift = false
-
-[[generator]]
-kind = "random"
-count = {{ 0 = 2, 1 = 0 }}
-
-[[generator]]
-kind = "rattle"
-n_rattle = 2
-amplitude = 2.0
-count = {{ 0 = 0, 1 = 2 }}
-
-[sampler]
-kind = "metropolis"
-temperature = 0.5
-
-[relax]
-fmax = 0.02
-steps = 300
-"#
-    );
-    let path = dir.join("lj7.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn energies(dir: &Path) -> Vec<f64> {
-    Database::open_existing(dir.join("db.db"))
-        .unwrap()
-        .energies()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.unwrap())
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::*;
 
 #[test]
 fn validate_prints_settings_or_errors() {
@@ -134,15 +61,16 @@ fn workers_1_and_2_give_the_same_energies_and_resume_continues_the_run() {
     let w1 = tmp.path().join("w1");
     let w2 = tmp.path().join("w2");
     for (dir, w) in [(&w1, "1"), (&w2, "2")] {
-        let out = run(&["run", s(&script), "--workers", w, "--output", s(dir)]);
+        let out = run(&["run", s(&script), "--workers", w, "--output", s(dir), "-v"]);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let log = String::from_utf8_lossy(&out.stderr);
+        // `-v` logs every iteration on standard output, with the pool's figures.
+        let log = String::from_utf8_lossy(&out.stdout);
         assert!(
-            log.contains("iteration 7:") && log.contains("sync:"),
+            log.contains("iteration 7:") && log.contains("sync:") && log.contains(" ε"),
             "{log}"
         );
     }
@@ -186,35 +114,6 @@ fn workers_1_and_2_give_the_same_energies_and_resume_continues_the_run() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at iteration 4"));
     assert_eq!(energies(&parts), energies(&w1));
-}
-
-/// Starts a long run and waits until its database holds at least `rows` rows.
-/// The caller waits for the returned child.
-#[allow(clippy::zombie_processes)]
-fn start_long_run(dir: &Path, script: &Path, rows: usize) -> std::process::Child {
-    let mut child = Command::new(BIN)
-        .args(["run", s(script), "--workers", "2", "--output", s(dir)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let n = Database::open_existing(dir.join("db.db"))
-            .ok()
-            .and_then(|db| db.len().ok())
-            .unwrap_or(0);
-        if n >= rows {
-            return child;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not progress");
-        }
-    }
 }
 
 #[test]

@@ -610,7 +610,7 @@ mod tests {
     fn min_distance_matches_reference_data() {
         for file in ["emt.json", "lj.json"] {
             let path = format!(
-                "{}/../../../shared/reference/{file}",
+                "{}/../../tests/reference/{file}",
                 env!("CARGO_MANIFEST_DIR")
             );
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

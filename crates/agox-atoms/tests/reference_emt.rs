@@ -1,4 +1,4 @@
-//! EMT against ASE 3.29 (`/work/shared/reference/emt.json`), and forces and
+//! EMT against ASE 3.29 (`tests/reference/emt.json`), and forces and
 //! stress against finite differences of the energy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]

@@ -1,4 +1,4 @@
-//! Lennard-Jones against ASE 3.29 (`/work/shared/reference/lj.json`), and
+//! Lennard-Jones against ASE 3.29 (`tests/reference/lj.json`), and
 //! forces against central finite differences.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]

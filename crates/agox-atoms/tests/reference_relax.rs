@@ -1,4 +1,4 @@
-//! BFGS and FIRE against ASE 3.29 (`/work/shared/reference/relax.json`): every
+//! BFGS and FIRE against ASE 3.29 (`tests/reference/relax.json`): every
 //! entry, both optimizers.
 //!
 //! Always: converged, final energy within 1e-3 eV, step count within ±25 % of

@@ -127,6 +127,7 @@ impl From<&CalculatorSettings> for CalculatorSpec {
                 sigma,
                 cutoff,
                 shift,
+                ..
             } => CalculatorSpec::Lj {
                 epsilon,
                 sigma,
@@ -438,6 +439,7 @@ mod tests {
             sigma: 2.0,
             cutoff: 7.0,
             shift: false,
+            energy_unit: "eV".into(),
         };
         assert_eq!(
             CalculatorSpec::from(&s),

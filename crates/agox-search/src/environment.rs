@@ -167,7 +167,7 @@ pub enum EnvironmentError {
     },
     /// The cell's periodic vectors are unusable for minimum-image distances.
     #[error("the cell cannot be used for minimum-image distances: {0}")]
-    Geometry(#[from] GeometryError),
+    Geometry(GeometryError),
     /// A structure (a parent) has the wrong number of atoms.
     #[error("structure has {found} atoms, the environment needs {expected} (template + placed)")]
     WrongSize {
@@ -179,6 +179,14 @@ pub enum EnvironmentError {
     /// A structure's template part or composition differs from the environment's.
     #[error("structure's template atoms or composition differ from the environment's")]
     WrongComposition,
+}
+
+// By hand, not `#[from]`: the message above already carries the cause, so it must
+// not also be the error's `source` (a chain would print it twice).
+impl From<GeometryError> for EnvironmentError {
+    fn from(e: GeometryError) -> Self {
+        EnvironmentError::Geometry(e)
+    }
 }
 
 /// An environment's geometry, prepared once per generation: the confinement box's

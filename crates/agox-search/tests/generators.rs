@@ -231,6 +231,7 @@ fn impossible_box_is_an_error_not_a_hang() {
                 of,
                 element,
                 attempts,
+                ..
             } => {
                 assert_eq!(generator, "random");
                 assert!(*atom > 1 && *atom <= 40, "{atom}");

@@ -148,7 +148,8 @@ temperature = 0.8
             epsilon: 1.0,
             sigma: 1.0,
             cutoff: 3.0,
-            shift: true
+            shift: true,
+            energy_unit: "ε".into()
         }
     );
     assert_eq!(s.environment.pbc, [false; 3]);

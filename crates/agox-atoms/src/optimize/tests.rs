@@ -71,7 +71,7 @@ impl Calculator for Wells {
 fn relax_json() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/relax.json"
+        "/../../tests/reference/relax.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -222,7 +222,7 @@ fn all_fixed_converges_immediately() {
 
 /// AGOX 3.11 `BoxConstraint` + ASE 3.29 BFGS / FIRE on two atoms pulled towards
 /// wells outside a 2 Å box (only atom 0 confined): energies after each step,
-/// computed with /work/venv (script in docs/atoms.md, "Local optimization").
+/// computed with ASE 3.29 and AGOX 3.11.1 (script in docs/atoms.md, "Local optimization").
 const AGOX_BOX_BFGS: [f64; 22] = [
     16.045,
     15.589845918367349,

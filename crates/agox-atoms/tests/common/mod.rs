@@ -1,5 +1,5 @@
 //! Helpers shared by the reference-data integration tests: loading
-//! `/work/shared/reference/<name>.json` and turning its JSON arrays into the
+//! `tests/reference/<name>.json` (the repository's reference data) and turning its JSON arrays into the
 //! types `agox_atoms` works with.
 //!
 //! Each test file includes this with `mod common;`; not every file uses every
@@ -10,11 +10,11 @@
 use agox_atoms::Atoms;
 use serde_json::Value;
 
-/// Parses `shared/reference/<name>.json` (path relative to this crate, so it
-/// holds both locally and in CI where `shared/` sits beside the repo).
+/// Parses `tests/reference/<name>.json` at the repository root (see its README
+/// for where the values come from).
 pub fn reference(name: &str) -> Value {
     let path = format!(
-        "{}/../../../shared/reference/{name}.json",
+        "{}/../../tests/reference/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path)

@@ -1,5 +1,5 @@
-# Generates the tables at the top of src/elements.rs from ASE (run with the ASE venv:
-#   /work/venv/bin/python crates/agox-atoms/tests/data/gen_elements.py > /tmp/tables.rs
+# Generates the tables at the top of src/elements.rs from ASE (run with a Python that has ASE:
+#   python3 crates/agox-atoms/tests/data/gen_elements.py > /tmp/tables.rs
 # and paste over the generated part; the lookup functions and tests follow it).
 import ase
 from ase.data import atomic_masses, covalent_radii, chemical_symbols

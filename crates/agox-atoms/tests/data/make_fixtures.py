@@ -1,7 +1,7 @@
 """Regenerate the ASE-written fixtures in this folder.
 
-Run with the project's ASE venv (ASE 3.29.0 was used):
-    /work/venv/bin/python crates/agox-atoms/tests/data/make_fixtures.py
+Run with a Python that has ASE (ASE 3.29.0 was used: `pip install ase==3.29.0`):
+    python3 crates/agox-atoms/tests/data/make_fixtures.py
 Every structure comes from a fixed numpy seed, so re-running reproduces the files.
 """
 import json

@@ -69,7 +69,7 @@ pub mod keys {
 pub enum DbError {
     /// SQLite failed (I/O, locking, a malformed file...).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// `create` was asked for a file that already exists.
     #[error("database `{0}` already exists (use `open` to continue it)")]
     Exists(PathBuf),
@@ -97,6 +97,13 @@ pub enum DbError {
     /// A candidate that cannot be stored (not evaluated, inconsistent lengths...).
     #[error("cannot store candidate: {0}")]
     Invalid(String),
+}
+
+// By hand, not `#[from]`: the message already carries the cause (see `SearchError`).
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
 }
 
 /// An open AGOX-schema database. One writer per file; readers may come and go.

@@ -55,9 +55,11 @@ pub enum Generator {
 pub enum GenerateError {
     /// The random generator found no valid position for an atom.
     #[error(
-        "{generator}: could not place atom {atom} of {of} ({element}) after {attempts} attempts: \
-         no position inside the confinement box kept every distance ≥ c1·(r_i + r_j) and one \
-         ≤ c2·(r_i + r_j) (box too small or too crowded?)"
+        "{generator}: could not place atom {atom} of {of} ({element}) in {attempts} attempts: \
+         no position inside the confinement box keeps every atom at least c1·(r_i + r_j) away \
+         and one within c2·(r_i + r_j) (c1 = {c1}, c2 = {c2}); the box cannot hold these {of} \
+         atoms at these distances, or is too crowded for random placement: enlarge the box, \
+         lower c1 or raise `attempts`"
     )]
     Placement {
         /// The generator's name.
@@ -70,6 +72,10 @@ pub enum GenerateError {
         element: String,
         /// Attempts made for it.
         attempts: usize,
+        /// The generator's lower distance factor.
+        c1: f64,
+        /// Its upper distance factor.
+        c2: f64,
     },
     /// A generator that modifies a parent was called without one.
     #[error("{generator}: needs a parent structure and none was given")]

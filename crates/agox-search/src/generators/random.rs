@@ -108,6 +108,8 @@ impl RandomGenerator {
                     of: n,
                     element: elements::symbol(z).unwrap_or("X").to_owned(),
                     attempts: self.attempts,
+                    c1: self.c1,
+                    c2: self.c2,
                 });
             };
             atoms.numbers.push(z);

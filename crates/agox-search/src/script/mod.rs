@@ -2,27 +2,49 @@
 //!
 //! [`Script::load`] reads a file, checks every key (unknown keys, wrong types,
 //! impossible values: more atoms than fit in the confinement box, counts ≤ 0, a box
-//! outside the cell, unknown elements, ...) and returns the resolved settings with every
-//! default filled in and every path made absolute relative to the script's directory.
-//! All problems are reported at once, each with its line and key
-//! (`script.toml:12:8: [relax] fmax: expected a number > 0, found -0.05`).
+//! outside the cell, unknown elements, settings whose memory would not fit, ...) and
+//! returns the resolved settings with every default filled in and every path made
+//! absolute relative to the script's directory. All problems are reported at once,
+//! each with its line and key
+//! (`script.toml:12:8: [relax] fmax: expected a number > 0, found the number -0.05`).
 //!
+//! The module tree mirrors the file: each section is read, with its defaults, by the
+//! module of the same name ([`search`], [`environment`], [`calculator`],
+//! [`generators`] for `[[generator]]`, [`sampler`], [`relax`], [`evaluator`]);
+//! `cross` holds the checks that need several sections.
 //! `docs/script-reference.md` is the contract for the format.
 
-mod check;
+pub mod calculator;
+mod cross;
+pub mod environment;
 mod error;
+pub mod evaluator;
+pub mod generators;
+mod read;
+pub mod relax;
+pub mod sampler;
+pub mod search;
+mod tree;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use agox_atoms::Atoms;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use calculator::CalculatorSettings;
+pub use environment::{Confinement, EnvironmentSettings};
 pub use error::{ScriptError, ScriptErrors};
+pub use evaluator::{EvaluatorKind, EvaluatorSettings};
+pub use generators::{CountSchedule, GeneratorKind, GeneratorSettings};
+pub use relax::{Optimizer, RelaxSettings};
+pub use sampler::SamplerSettings;
+pub use search::{Algorithm, SearchSettings};
+
+use read::{Ctx, Keys};
+use tree::Kind;
 
 /// The resolved, validated settings of a search script.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Script {
     /// The script file this was read from.
     pub path: PathBuf,
@@ -43,249 +65,33 @@ pub struct Script {
     pub evaluator: EvaluatorSettings,
 }
 
-/// The search algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Random structure search: generate, relax, evaluate all.
-    Rss,
-    /// Basin hopping: modify the current structure, relax, Metropolis accept.
-    Bh,
-}
-
-/// `[search]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SearchSettings {
-    /// The algorithm.
-    pub algorithm: Algorithm,
-    /// Number of iterations (≥ 1).
-    pub iterations: u64,
-    /// Run seed; `None`: drawn at start and recorded in the run's summary.
-    pub seed: Option<u64>,
-    /// Worker processes; `None`: `SLURM_NTASKS` or the CPUs this process may use
-    /// (see [`default_workers`]).
-    pub workers: Option<usize>,
-    /// Output directory (absolute; relative paths in the script are relative to the
-    /// script's directory; default: the script's file stem).
-    pub output: PathBuf,
-}
-
-/// `[environment]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EnvironmentSettings {
-    /// The formula as written (`"Au8Cu4"`).
-    pub symbols: String,
-    /// Atomic numbers of the atoms to place, in formula order.
-    pub numbers: Vec<u8>,
-    /// Cell vectors as rows (Å).
-    pub cell: [[f64; 3]; 3],
-    /// Periodicity along each cell vector.
-    pub pbc: [bool; 3],
-    /// The box inside which generated atoms must lie.
-    pub confinement: Confinement,
-    /// Template file (absolute path), if any.
-    pub template_path: Option<PathBuf>,
-    /// The template's atoms (fixed during the search; its cell and pbc are replaced by
-    /// the environment's); empty without a template.
-    pub template: Atoms,
-}
-
-/// A parallelepiped `corner + s·cell` (0 ≤ s < 1 per vector) in which atoms are placed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Confinement {
-    /// Corner (Å, Cartesian).
-    pub corner: [f64; 3],
-    /// Edge vectors as rows (Å).
-    pub cell: [[f64; 3]; 3],
-    /// Directions in which the box is periodic (atoms wrap instead of being confined).
-    pub pbc: [bool; 3],
-}
-
-/// `[calculator]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum CalculatorSettings {
-    /// ASE-compatible EMT (elements H, C, N, O, Al, Ni, Cu, Pd, Ag, Pt, Au).
-    Emt,
-    /// Lennard-Jones (as ASE's `LennardJones(smooth=False)`).
-    Lj {
-        /// Well depth (eV or reduced units).
-        epsilon: f64,
-        /// Length scale (Å or reduced units).
-        sigma: f64,
-        /// Pair cutoff (default 3σ, ASE's default).
-        cutoff: f64,
-        /// Shift pair energies to zero at the cutoff (default true, as ASE).
-        shift: bool,
-    },
-}
-
-/// How many candidates a generator makes in each iteration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum CountSchedule {
-    /// The same count every iteration.
-    Fixed(usize),
-    /// From iteration `k` (key) on, the count is the value, until the next key; before
-    /// the first key the count is 0. AGOX's `num_candidates = {0: [10, 0], 5: [3, 7]}`
-    /// becomes `{0: 10, 5: 3}` for the first generator and `{0: 0, 5: 7}` for the second.
-    Schedule(BTreeMap<u64, usize>),
-}
-
-impl CountSchedule {
-    /// The count at `iteration`.
-    pub fn at(&self, iteration: u64) -> usize {
-        match self {
-            CountSchedule::Fixed(n) => *n,
-            CountSchedule::Schedule(map) => {
-                map.range(..=iteration).next_back().map_or(0, |(_, &n)| n)
-            }
-        }
-    }
-
-    /// Iterations at which the count may change (empty for a fixed count).
-    pub fn breakpoints(&self) -> Vec<u64> {
-        match self {
-            CountSchedule::Fixed(_) => Vec::new(),
-            CountSchedule::Schedule(map) => map.keys().copied().collect(),
-        }
-    }
-}
-
-/// One `[[generator]]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GeneratorSettings {
-    /// What it does.
-    pub kind: GeneratorKind,
-    /// Candidates per iteration.
-    pub count: CountSchedule,
-}
-
-/// Generator kinds and their parameters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum GeneratorKind {
-    /// Place atoms one by one inside the confinement box, each at a distance between
-    /// `c1·(r_i + r_j)` and `c2·(r_i + r_j)` (covalent radii) of the placed atoms.
-    Random {
-        /// Lower distance factor (default 0.75).
-        c1: f64,
-        /// Upper distance factor (default 1.25).
-        c2: f64,
-        /// Each new atom must be within `c2·(r_i + r_j)` of some placed atom (default true).
-        contiguous: bool,
-        /// Attempts per atom before giving up (default 100).
-        attempts: usize,
-    },
-    /// Displace `n_rattle` random atoms of a parent within `amplitude` Å, inside the box.
-    Rattle {
-        /// Atoms displaced (default 3).
-        n_rattle: usize,
-        /// Largest displacement (Å, default 3.0).
-        amplitude: f64,
-        /// Distance factor below which a displaced atom is rejected (default 0.75).
-        c1: f64,
-        /// Distance factor within which a displaced atom must have a neighbour (default 1.25).
-        c2: f64,
-        /// Attempts per atom before giving up (default 100).
-        attempts: usize,
-    },
-    /// Swap `n_swaps` pairs of atoms of different species in a parent.
-    Permutation {
-        /// Swaps per candidate (default 1).
-        n_swaps: usize,
-    },
-}
-
-impl GeneratorKind {
-    /// The generator's name (`random`, `rattle`, `permutation`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            GeneratorKind::Random { .. } => "random",
-            GeneratorKind::Rattle { .. } => "rattle",
-            GeneratorKind::Permutation { .. } => "permutation",
-        }
-    }
-
-    /// Whether it modifies a parent chosen by the sampler.
-    pub fn needs_parent(&self) -> bool {
-        !matches!(self, GeneratorKind::Random { .. })
-    }
-}
-
-/// `[sampler]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SamplerSettings {
-    /// The lowest-energy structure found so far.
-    Lowest,
-    /// Metropolis: accept a new structure with probability `min(1, exp(-ΔE/T))`.
-    Metropolis {
-        /// Temperature (energy units: eV, or ε for LJ).
-        temperature: f64,
-    },
-}
-
-/// The local optimizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Optimizer {
-    /// BFGS as ASE's (maxstep 0.2, alpha 70).
-    Bfgs,
-    /// FIRE as ASE's.
-    Fire,
-}
-
-/// `[relax]`: relaxation of candidates in the model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RelaxSettings {
-    /// Optimizer (default BFGS).
-    pub optimizer: Optimizer,
-    /// Convergence: largest atomic force below this (default 0.05).
-    pub fmax: f64,
-    /// At most this many steps (default 200).
-    pub steps: usize,
-    /// Relax only from this iteration on (default 0).
-    pub start_iteration: u64,
-}
-
-/// `[evaluator]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvaluatorSettings {
-    /// What the evaluation does.
-    pub kind: EvaluatorKind,
-    /// Candidates evaluated per iteration, lowest model energy first; `None`: all.
-    pub count: Option<usize>,
-}
-
-/// Evaluator kinds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EvaluatorKind {
-    /// One energy and force calculation.
-    SinglePoint,
-    /// A local relaxation in the calculator.
-    Relax {
-        /// Optimizer (default BFGS).
-        optimizer: Optimizer,
-        /// Convergence criterion (default 0.05).
-        fmax: f64,
-        /// At most this many steps (default 200).
-        steps: usize,
-    },
-}
+/// The sections a script may have.
+const SECTIONS: [&str; 7] = [
+    "search",
+    "environment",
+    "calculator",
+    "generator",
+    "sampler",
+    "relax",
+    "evaluator",
+];
 
 impl Script {
     /// Read and validate the script at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Script, ScriptErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = if path.is_dir() {
+                "is a directory; expected a TOML script".to_owned()
+            } else {
+                format!("cannot read the file: {e}")
+            };
             ScriptErrors(vec![ScriptError {
                 file: path.to_path_buf(),
                 line: 0,
                 column: 0,
                 key: "script".to_owned(),
-                message: format!("cannot read the file: {e}"),
+                message,
             }])
         })?;
         Self::parse(&text, path)
@@ -294,10 +100,32 @@ impl Script {
     /// Validate script `text` as if read from `path` (relative paths in the script are
     /// resolved against `path`'s directory; nothing is read except a template file).
     pub fn parse(text: &str, path: &Path) -> Result<Script, ScriptErrors> {
-        check::parse(text, path)
+        let mut cx = Ctx::new(path, text);
+        let root = match tree::parse(text) {
+            Ok(root) => root,
+            Err((offset, message)) => {
+                let key = cx.src.key_at(offset);
+                let e = cx
+                    .src
+                    .error(offset, key, format!("invalid TOML: {message}"));
+                return Err(ScriptErrors(vec![e]));
+            }
+        };
+        let script = resolve(&mut cx, &root, path, cross::machine_memory());
+        match script {
+            Some(s) if cx.errors.is_empty() => Ok(s),
+            _ => {
+                if cx.errors.is_empty() {
+                    cx.err_file("script", "invalid script");
+                }
+                cx.errors.sort_by_key(|e| (e.line, e.column));
+                Err(ScriptErrors(cx.errors))
+            }
+        }
     }
 
-    /// The resolved settings as pretty JSON (what `agox-coord validate` prints).
+    /// The resolved settings as pretty JSON (what `agox-coord validate` prints, and
+    /// what a run records in `run.json`).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -311,6 +139,11 @@ impl Script {
     pub fn candidates_at(&self, iteration: u64) -> usize {
         self.generators.iter().map(|g| g.count.at(iteration)).sum()
     }
+
+    /// The unit energies are shown in (`eV`, `ε` for Lennard-Jones in reduced units).
+    pub fn energy_unit(&self) -> &str {
+        self.calculator.energy_unit()
+    }
 }
 
 impl fmt::Display for Script {
@@ -323,9 +156,162 @@ impl fmt::Display for Script {
 /// the number of CPUs this process may run on (the pool's own default).
 pub use agox_pool::default_workers;
 
+fn script_dir(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// The keys of section `name` (a table), reporting a section that is not a table.
+fn section_keys<'t>(cx: &mut Ctx<'_>, root: &'t tree::Table, name: &str) -> Option<Keys<'t>> {
+    let node = root.get(name)?;
+    read::table(cx, node, &format!("[{name}]")).map(|t| Keys::new(format!("[{name}]"), t))
+}
+
+fn missing_section(cx: &mut Ctx<'_>, name: &str, message: &str) {
+    cx.err_file(&format!("[{name}]"), format!("missing section: {message}"));
+}
+
+fn resolve(
+    cx: &mut Ctx<'_>,
+    root: &tree::Table,
+    path: &Path,
+    memory: Option<u64>,
+) -> Option<Script> {
+    let dir = script_dir(path);
+    for (name, at, _) in &root.entries {
+        if !SECTIONS.contains(&name.as_str()) {
+            let list: Vec<String> = SECTIONS.iter().map(|s| format!("`{s}`")).collect();
+            cx.err(
+                *at,
+                &format!("[{name}]"),
+                format!("unknown section; expected one of {}", list.join(", ")),
+            );
+        }
+    }
+
+    let search = match section_keys(cx, root, "search") {
+        Some(keys) => search::read(cx, keys, path, &dir),
+        None => {
+            if root.get("search").is_none() {
+                missing_section(
+                    cx,
+                    "search",
+                    "expected at least `algorithm` and `iterations`",
+                );
+            }
+            None
+        }
+    };
+    let environment = match section_keys(cx, root, "environment") {
+        Some(keys) => environment::read(cx, keys, &dir),
+        None => {
+            if root.get("environment").is_none() {
+                missing_section(cx, "environment", "expected at least `symbols` and `cell`");
+            }
+            None
+        }
+    };
+    let calculator = match section_keys(cx, root, "calculator") {
+        Some(keys) => calculator::read(cx, keys),
+        None => {
+            if root.get("calculator").is_none() {
+                missing_section(
+                    cx,
+                    "calculator",
+                    "expected `kind = \"emt\"` or `kind = \"lj\"`",
+                );
+            }
+            None
+        }
+    };
+    let generators = match root.get("generator") {
+        Some(tree::Node {
+            kind: Kind::Array(list),
+            ..
+        }) if list.iter().all(|g| matches!(g.kind, Kind::Table(_))) && !list.is_empty() => {
+            let read: Vec<Option<GeneratorSettings>> = list
+                .iter()
+                .enumerate()
+                .map(|(i, g)| match &g.kind {
+                    Kind::Table(t) => {
+                        generators::read(cx, Keys::new(format!("[[generator]] #{}", i + 1), t))
+                    }
+                    _ => None,
+                })
+                .collect();
+            read.into_iter().collect::<Option<Vec<_>>>()
+        }
+        Some(other) => {
+            cx.expected(other, "[[generator]]", "`[[generator]]` tables");
+            None
+        }
+        None => {
+            missing_section(
+                cx,
+                "[generator]",
+                "expected at least one `[[generator]]` with a `kind`",
+            );
+            None
+        }
+    };
+    let sampler = section_keys(cx, root, "sampler").map(|keys| sampler::read(cx, keys));
+    let relax = section_keys(cx, root, "relax").map(|keys| relax::read(cx, keys));
+    let evaluator = match section_keys(cx, root, "evaluator") {
+        Some(keys) => evaluator::read(cx, keys),
+        None => Some(EvaluatorSettings::default()),
+    };
+
+    // Checks across sections.
+    if let (Some(env), Some(calc)) = (&environment, &calculator) {
+        cross::calculator_elements(cx, root, env, calc);
+    }
+    if let Some(gens) = &generators {
+        if let Some(env) = &environment {
+            cross::generators_in_environment(cx, root, gens, env);
+            cross::memory(cx, root, gens, env, memory);
+        }
+        cross::schedule_totals(cx, root, gens);
+    }
+    let sampler = match sampler {
+        Some(s) => s,
+        None => match search.as_ref().map(|s| s.algorithm) {
+            Some(Algorithm::Bh) => {
+                missing_section(
+                    cx,
+                    "sampler",
+                    "basin hopping needs `[sampler]` with `kind = \"metropolis\"` and a `temperature` (or `kind = \"lowest\"`)",
+                );
+                None
+            }
+            _ if generators.iter().flatten().any(|g| g.kind.needs_parent()) => {
+                Some(SamplerSettings::Lowest)
+            }
+            _ => None,
+        },
+    };
+    let relax = match relax {
+        Some(r) => Some(r?),
+        None => None,
+    };
+    Some(Script {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        search: search?,
+        environment: environment?,
+        calculator: calculator?,
+        generators: generators?,
+        sampler,
+        relax,
+        evaluator: evaluator?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn schedule_lookup() {
@@ -335,6 +321,22 @@ mod tests {
             [0, 0, 10, 10, 10, 3, 3, 3]
         );
         assert_eq!(s.breakpoints(), [2, 5]);
+        assert_eq!(s.max(), 10);
         assert_eq!(CountSchedule::Fixed(4).at(99), 4);
+    }
+
+    /// `run.json` records `to_json`; `--resume` reads the settings back from it.
+    #[test]
+    fn resolved_settings_read_back_from_json() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/inputs/good");
+        for name in [
+            "au_slab_cu3.toml",
+            "lj13_bh.toml",
+            "schedule_agox_form.toml",
+        ] {
+            let s = Script::load(Path::new(dir).join(name)).expect("valid");
+            let back: Script = serde_json::from_str(&s.to_json()).expect("reads back");
+            assert_eq!(back, s, "{name}");
+        }
     }
 }

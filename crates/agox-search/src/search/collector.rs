@@ -76,6 +76,16 @@ impl ParallelCollector {
         self.slots.iter().map(|s| s.count.at(iteration)).sum()
     }
 
+    /// For each task of [`requests`](Self::requests)`(_, iteration)`, in the same
+    /// order, the index of the generator that makes it.
+    pub fn owners(&self, iteration: u64) -> Vec<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .flat_map(|(g, slot)| (0..slot.count.at(iteration)).map(move |_| g))
+            .collect()
+    }
+
     /// The generation tasks of `iteration` in a run seeded with `run_seed`: for each
     /// generator `g` in script order, `count_g(iteration)` requests with seeds
     /// `derive_seed(run_seed, iteration, g, k)`.

@@ -62,12 +62,13 @@ use rand_chacha::ChaCha8Rng;
 pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
 pub use evaluator::{choose, Evaluated, Evaluator};
 pub use outputs::{
-    candidate_frame, write_atomically, Outputs, PoolSummary, RunRecord, StepTimings, Summary,
-    SyncSummary, BEST_FILE, DB_FILE, EVALUATED_FILE, RUN_FILE, SUMMARY_FILE,
+    candidate_frame, write_atomically, AtomicWrite, Destination, Failures, GeneratorSummary,
+    Outputs, PoolSummary, RunLock, RunRecord, StepTimings, Summary, SyncSummary, BEST_FILE,
+    DB_FILE, EVALUATED_FILE, FIRST_MESSAGES, LOCK_FILE, RUN_FILE, SUMMARY_FILE,
 };
 pub use pipeline::{lookahead_is_exact, PipelineArgs, PipelineOutput};
 pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
-pub use resume::{check_same_search, History};
+pub use resume::{check_same_search, resume_settings, History};
 
 use crate::calculator::{CalculatorModule, CalculatorSpec};
 use crate::candidate::Candidate;
@@ -75,7 +76,7 @@ use crate::db::{Database, DbError};
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::samplers::SamplerModule;
-use crate::script::{Algorithm, Script};
+use crate::script::Script;
 
 /// Pool key of the calculator module (the model that relaxes and the calculator that
 /// evaluates; the same potential in `rss` and `bh`).
@@ -85,23 +86,58 @@ pub const SAMPLER_KEY: &str = "sampler";
 /// Tag mixed into the sampler's per-iteration seed ("SAMPLER!").
 const SAMPLER_SEED_TAG: u64 = 0x5341_4d50_4c45_5221;
 
-/// What can stop a search.
+/// What can stop a search. Each message carries its cause itself (no error here
+/// has a `source`), so a chain of contexts prints every cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
-    /// A pool operation failed (a worker lost beyond the retry budget, a socket).
-    #[error("pool: {0}")]
-    Pool(#[from] PoolError),
+    /// A pool operation failed (a worker lost beyond the retry budget, a socket, a
+    /// task that panicked).
+    #[error(transparent)]
+    Pool(PoolError),
     /// The database failed.
     #[error("database: {0}")]
-    Db(#[from] DbError),
+    Db(DbError),
     /// A file of the output directory could not be written or read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The system error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// The output path exists and is not a directory.
+    #[error("{} is not a directory; expected an output directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another process runs a search in the output directory.
+    #[error(
+        "{} is in use by {} (it holds {}); wait for it to end, or choose another output directory",
+        dir.display(),
+        holder.map_or_else(|| "another process".to_owned(), |p| format!("process {p}")),
+        dir.join(LOCK_FILE).display()
+    )]
+    Locked {
+        /// The output directory.
+        dir: PathBuf,
+        /// The process holding the lock, when its lock file says.
+        holder: Option<u32>,
+    },
+    /// Iteration after iteration, no generator could make a single candidate.
+    #[error(
+        "no candidate could be generated in {count} iterations in a row (iterations {first}–{last}; \
+         `[search] max_failed_iterations` = {count}): {reasons}"
+    )]
+    NothingGenerated {
+        /// Iterations in a row without a candidate.
+        count: u64,
+        /// The first of them.
+        first: u64,
+        /// The last of them.
+        last: u64,
+        /// Each failing generator with its count and first message.
+        reasons: String,
     },
     /// An output could not be encoded.
     #[error("{}: {message}", path.display())]
@@ -130,6 +166,27 @@ pub enum SearchError {
     Resume(String),
 }
 
+impl From<PoolError> for SearchError {
+    fn from(e: PoolError) -> Self {
+        SearchError::Pool(e)
+    }
+}
+
+impl From<DbError> for SearchError {
+    fn from(e: DbError) -> Self {
+        SearchError::Db(e)
+    }
+}
+
+/// One failure of an iteration: what failed and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureNote {
+    /// What failed: `[[generator]] #1 random`, `relax` or `evaluate`.
+    pub source: String,
+    /// Why.
+    pub message: String,
+}
+
 /// What one iteration did (the log line is its `Display`).
 #[derive(Debug, Clone)]
 pub struct IterationReport {
@@ -147,10 +204,14 @@ pub struct IterationReport {
     pub energies: Vec<f64>,
     /// Evaluations that failed.
     pub evaluation_failures: usize,
+    /// Every failure of the iteration, with its message, in the order seen.
+    pub failures: Vec<FailureNote>,
     /// Per evaluated candidate: did it become the sampler's parent.
     pub accepted: Vec<bool>,
     /// Lowest energy so far.
     pub best_energy: Option<f64>,
+    /// The unit of the energies (`eV`, `ε`, ...).
+    pub energy_unit: String,
     /// True when this iteration improved the best.
     pub new_best: bool,
     /// Evaluations so far (whole run).
@@ -177,18 +238,24 @@ impl std::fmt::Display for IterationReport {
         if failures > 0 {
             write!(f, " ({failures} failed)")?;
         }
+        let unit = &self.energy_unit;
         if let Some(e) = self.energies.iter().copied().min_by(f64::total_cmp) {
-            write!(f, ", lowest {e:.6}")?;
+            write!(f, ", lowest {e:.6} {unit}")?;
         }
         match self.best_energy {
             Some(b) => write!(
                 f,
-                ", best {b:.6}{}",
+                ", best {b:.6} {unit}{}",
                 if self.new_best { " (new)" } else { "" }
             )?,
-            None => write!(f, ", best -")?,
+            None => write!(f, ", best none yet")?,
         }
-        write!(f, " | {:.2} ms | {}", self.elapsed * 1e3, self.sync)
+        write!(f, " | {:.2} ms", self.elapsed * 1e3)?;
+        // The pool's own figures only in the alternate form (`{:#}`, `-v`).
+        if f.alternate() {
+            write!(f, " | {}", self.sync)?;
+        }
+        Ok(())
     }
 }
 
@@ -205,15 +272,19 @@ pub struct Search {
     sampler: Option<Handle<SamplerModule>>,
     db: Database,
     outputs: Outputs,
+    /// Held for the search's whole life: no other process writes this directory.
+    lock: RunLock,
     next_iteration: u64,
     resumed_at: Option<u64>,
     best: Option<Candidate>,
     evaluations: u64,
     evaluations_at_start: u64,
-    generated: u64,
-    generation_failures: u64,
-    relax_failures: u64,
-    evaluation_failures: u64,
+    /// Per generator (script order): made, failed and why.
+    generators: Vec<GeneratorSummary>,
+    relax_failures: Failures,
+    evaluation_failures: Failures,
+    /// Iterations in a row, up to the last one, in which nothing could be generated.
+    nothing_generated: u64,
     iterations_run: u64,
     timings: StepTimings,
     started: Instant,
@@ -226,54 +297,49 @@ pub struct Search {
 
 impl Search {
     /// A fresh run of `script` on `pool` (built from [`crate::registry::build`]),
-    /// writing to `script.search.output`. An output directory that already holds a
-    /// database is refused ([`SearchError::OutputExists`]). The seed is the script's,
-    /// or drawn now and recorded in `run.json`.
+    /// writing to `script.search.output`, which it locks ([`RunLock`]). An output
+    /// directory that already holds a database is refused
+    /// ([`SearchError::OutputExists`]). The seed is the script's, or drawn now; it is
+    /// recorded in `run.json`.
     pub fn new(script: Script, pool: Pool) -> Result<Search, SearchError> {
+        let lock = RunLock::acquire(&script.search.output)?;
+        Search::new_locked(script, pool, lock)
+    }
+
+    /// [`Search::new`] in a directory the caller has already locked (so that it can
+    /// refuse a busy directory before starting a pool).
+    pub fn new_locked(script: Script, pool: Pool, lock: RunLock) -> Result<Search, SearchError> {
         let dir = script.search.output.clone();
         if dir.join(DB_FILE).exists() {
             return Err(SearchError::OutputExists { dir });
         }
         let seed = script.search.seed.unwrap_or_else(rand::random::<u64>);
-        std::fs::create_dir_all(&dir).map_err(|e| SearchError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
         let db = Database::create(dir.join(DB_FILE))?;
         let outputs = Outputs::open(&dir, true)?;
-        let search = Search::assemble(script, pool, seed, db, outputs, History::default())?;
+        let search = Search::assemble(script, pool, seed, db, outputs, lock, History::default())?;
         search.write_run_record()?;
         Ok(search)
     }
 
-    /// Continues the run in `script.search.output` from its database: replays the
+    /// Continues the run in `script.search.output` from its database, with the
+    /// settings and seed recorded in its `run.json` ([`resume_settings`]: `script`
+    /// must describe the same search; its iterations are the new total). Replays the
     /// stored evaluations through the sampler, rewrites `evaluated.xyz` and
     /// `best.xyz` from the database, and continues at the iteration after the last
-    /// stored one. The seed is the one recorded in `run.json` (a different seed in
-    /// the script is an error), and the script must describe the same search.
+    /// stored one. Locks the directory ([`RunLock`]).
     pub fn resume(script: Script, pool: Pool) -> Result<Search, SearchError> {
+        let lock = RunLock::acquire(&script.search.output)?;
+        Search::resume_locked(script, pool, lock)
+    }
+
+    /// [`Search::resume`] in a directory the caller has already locked.
+    pub fn resume_locked(script: Script, pool: Pool, lock: RunLock) -> Result<Search, SearchError> {
         let dir = script.search.output.clone();
+        let script = resume_settings(&dir, Some(&script))?;
+        let seed = script.search.seed.ok_or_else(|| {
+            SearchError::Resume(format!("{} records no seed", dir.join(RUN_FILE).display()))
+        })?;
         let db = Database::open_existing(dir.join(DB_FILE))?;
-        let seed = match (RunRecord::read(&dir), script.search.seed) {
-            (Some(record), given) => {
-                if let Some(s) = given.filter(|&s| s != record.seed) {
-                    return Err(SearchError::Resume(format!(
-                        "the run in {} was started with seed {}, not {s}",
-                        dir.display(),
-                        record.seed
-                    )));
-                }
-                check_same_search(&script, &record.settings)?;
-                record.seed
-            }
-            (None, Some(s)) => s,
-            (None, None) => {
-                return Err(SearchError::Resume(format!(
-                    "{} has no {RUN_FILE} recording the run's seed; give it with --seed",
-                    dir.display()
-                )))
-            }
-        };
         let history = History::from_stored(db.read_all()?);
         let mut outputs = Outputs::open(&dir, true)?;
         let all: Vec<Candidate> = history.iterations.values().flatten().cloned().collect();
@@ -281,8 +347,11 @@ impl Search {
         if let Some(b) = &history.best {
             outputs.write_best(b)?;
         }
-        let search = Search::assemble(script, pool, seed, db, outputs, history)?;
-        search.write_run_record()?;
+        let search = Search::assemble(script, pool, seed, db, outputs, lock, history)?;
+        // A resume with nothing left to do changes no record of the run.
+        if !search.is_done() {
+            search.write_run_record()?;
+        }
         Ok(search)
     }
 
@@ -294,6 +363,7 @@ impl Search {
         seed: u64,
         db: Database,
         outputs: Outputs,
+        lock: RunLock,
         history: History,
     ) -> Result<Search, SearchError> {
         let (_, fns) = crate::registry::build();
@@ -333,6 +403,15 @@ impl Search {
             confinement,
         );
         let resumed_at = (!history.iterations.is_empty()).then(|| history.next_iteration());
+        let generators = collector
+            .slots()
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| GeneratorSummary {
+                generator: generator_label(i, slot.name),
+                ..GeneratorSummary::default()
+            })
+            .collect();
         Ok(Search {
             next_iteration: history.next_iteration(),
             resumed_at,
@@ -349,10 +428,11 @@ impl Search {
             sampler,
             db,
             outputs,
-            generated: 0,
-            generation_failures: 0,
-            relax_failures: 0,
-            evaluation_failures: 0,
+            lock,
+            generators,
+            relax_failures: Failures::default(),
+            evaluation_failures: Failures::default(),
+            nothing_generated: 0,
             iterations_run: 0,
             timings: StepTimings::default(),
             started: Instant::now(),
@@ -378,9 +458,15 @@ impl Search {
         self.pool.submit_all(&self.generate_relax, args)
     }
 
+    /// Writes `run.json`: the resolved settings with the run's actual seed, so that
+    /// `--resume` needs nothing else.
     fn write_run_record(&self) -> Result<(), SearchError> {
-        let settings =
-            serde_json::from_str(&self.script.to_json()).unwrap_or(serde_json::Value::Null);
+        let mut script = self.script.clone();
+        script.search.seed = Some(self.seed);
+        let settings = serde_json::to_value(&script).map_err(|e| SearchError::Output {
+            path: self.outputs.path(RUN_FILE),
+            message: e.to_string(),
+        })?;
         let record = RunRecord {
             seed: self.seed,
             workers: self.pool.size(),
@@ -410,9 +496,9 @@ impl Search {
         &self.db
     }
 
-    /// The output directory.
+    /// The output directory (locked by this search).
     pub fn output_dir(&self) -> &std::path::Path {
-        self.outputs.dir()
+        self.lock.dir()
     }
 
     /// The next iteration to run (iterations count from 0).
@@ -488,21 +574,41 @@ impl Search {
         let mut relaxed = Relaxed::default();
         let mut generated = 0;
         let mut generation_failures = 0;
-        for p in pending {
-            match self.pool.get(p) {
-                Ok((Ok(c), Some(Ok(outcome)))) => {
+        let mut failures = Vec::new();
+        // Which generator made each task, in submission order. A pool error (a task
+        // that panicked, a worker lost beyond the retry budget) stops the run: it is
+        // a fault, not a candidate that could not be made.
+        let owners = self.collector.owners(iteration);
+        for (p, g) in pending.into_iter().zip(owners) {
+            let (made, relaxation) = self.pool.get(p)?;
+            let record = &mut self.generators[g];
+            match made {
+                Ok(c) => {
                     generated += 1;
-                    relaxed.push_relaxed(c, outcome);
+                    record.generated += 1;
+                    match relaxation {
+                        Some(Ok(outcome)) => relaxed.push_relaxed(c, outcome),
+                        None => relaxed.push_unrelaxed(c),
+                        Some(Err(e)) => {
+                            self.relax_failures.record(&e);
+                            failures.push(FailureNote {
+                                source: "relax".into(),
+                                message: e.clone(),
+                            });
+                            relaxed.failures.push(e);
+                        }
+                    }
                 }
-                Ok((Ok(c), None)) => {
-                    generated += 1;
-                    relaxed.push_unrelaxed(c);
+                Err(e) => {
+                    generation_failures += 1;
+                    let message = e.to_string();
+                    record.failures.record(&message);
+                    failures.push(FailureNote {
+                        // The message names the generator's kind itself.
+                        source: format!("[[generator]] #{}", g + 1),
+                        message,
+                    });
                 }
-                Ok((Ok(_), Some(Err(e)))) => {
-                    generated += 1;
-                    relaxed.failures.push(e);
-                }
-                Ok((Err(_), _)) | Err(_) => generation_failures += 1,
             }
         }
         if relax_active {
@@ -532,6 +638,13 @@ impl Search {
         let evaluated = self.evaluator.evaluate(&self.pool, chosen)?;
         timings.evaluate = t.elapsed().as_secs_f64();
         let evaluation_failures = evaluated.failures.len();
+        for message in evaluated.failures {
+            self.evaluation_failures.record(&message);
+            failures.push(FailureNote {
+                source: "evaluate".into(),
+                message,
+            });
+        }
 
         // 5. store
         let t = Instant::now();
@@ -580,11 +693,16 @@ impl Search {
 
         self.next_iteration += 1;
         self.iterations_run += 1;
-        self.generated += generated as u64;
-        self.generation_failures += generation_failures as u64;
-        self.relax_failures += relax_failures as u64;
-        self.evaluation_failures += evaluation_failures as u64;
         self.timings.add(&timings);
+        self.nothing_generated = if generated == 0 {
+            self.nothing_generated + 1
+        } else {
+            0
+        };
+        if self.nothing_generated >= self.script.search.max_failed_iterations {
+            self.drain_lookahead();
+            return Err(self.nothing_generated_error(iteration));
+        }
         Ok(Some(IterationReport {
             iteration,
             generated,
@@ -593,8 +711,10 @@ impl Search {
             relax_failures,
             energies: stored.iter().filter_map(|c| c.energy).collect(),
             evaluation_failures,
+            failures,
             accepted,
             best_energy: self.best.as_ref().and_then(|b| b.energy),
+            energy_unit: self.script.energy_unit().to_owned(),
             new_best,
             evaluations: self.evaluations,
             sync,
@@ -603,20 +723,76 @@ impl Search {
         }))
     }
 
+    /// The error that stops a run after `max_failed_iterations` iterations in a row
+    /// without a candidate, ending with `last`: each generator that failed, how often,
+    /// and its first reasons.
+    fn nothing_generated_error(&self, last: u64) -> SearchError {
+        let count = self.nothing_generated;
+        let reasons: Vec<String> = self
+            .generators
+            .iter()
+            .filter(|g| g.failures.count > 0)
+            .map(|g| {
+                format!(
+                    "{} failed {} time(s), first: {}",
+                    g.generator,
+                    g.failures.count,
+                    g.failures.messages.first().map_or("", String::as_str)
+                )
+            })
+            .collect();
+        SearchError::NothingGenerated {
+            count,
+            first: last + 1 - count,
+            last,
+            reasons: if reasons.is_empty() {
+                "no generator was asked for a candidate".to_owned()
+            } else {
+                reasons.join("; ")
+            },
+        }
+    }
+
+    /// Waits for the candidates of a later iteration already submitted, so that a run
+    /// that ends here leaves no task running on a worker (their results are not
+    /// needed: a resumed run makes them again from the same seeds).
+    fn drain_lookahead(&mut self) {
+        if let Some((_, pending)) = self.lookahead.take() {
+            for p in pending {
+                // Only waiting: a failure here changes nothing stored.
+                self.pool.get(p).ok();
+            }
+        }
+    }
+
     /// Runs the remaining iterations, calling `on_iteration` after each, until done
     /// or `stop` is set; then writes `summary.json`. Returns the summary (its
-    /// `interrupted` says whether `stop` ended the run).
+    /// `interrupted` says whether `stop` ended the run). `on_iteration` may end the
+    /// run at that step boundary by returning an error (the iterations done stay
+    /// stored and the summary is written, with the error). An error of the search
+    /// itself is also recorded in `summary.json` before it is returned.
     pub fn run_with(
         &mut self,
         stop: &AtomicBool,
-        mut on_iteration: impl FnMut(&IterationReport),
+        mut on_iteration: impl FnMut(&IterationReport) -> Result<(), String>,
     ) -> Result<Summary, SearchError> {
         let mut interrupted = false;
+        let mut stopped: Option<String> = None;
+        let mut failure = None;
         while !self.is_done() {
-            match self.run_iteration_until(stop)? {
-                Some(report) => on_iteration(&report),
-                None => {
+            match self.run_iteration_until(stop) {
+                Ok(Some(report)) => {
+                    if let Err(why) = on_iteration(&report) {
+                        stopped = Some(why);
+                        break;
+                    }
+                }
+                Ok(None) => {
                     interrupted = true;
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
                     break;
                 }
             }
@@ -625,12 +801,28 @@ impl Search {
                 break;
             }
         }
-        self.finish(interrupted)
+        self.drain_lookahead();
+        match failure {
+            Some(e) => {
+                // The error is what the caller must see; a summary that cannot be
+                // written as well would only repeat that the directory is unusable.
+                let mut summary = self.summary(false);
+                summary.error = Some(e.to_string());
+                let _ignored = self.outputs.write_json(SUMMARY_FILE, &summary);
+                Err(e)
+            }
+            None => {
+                let mut summary = self.summary(interrupted);
+                summary.error = stopped;
+                self.outputs.write_json(SUMMARY_FILE, &summary)?;
+                Ok(summary)
+            }
+        }
     }
 
     /// Runs every remaining iteration and writes `summary.json`.
     pub fn run(&mut self) -> Result<Summary, SearchError> {
-        self.run_with(&AtomicBool::new(false), |_| {})
+        self.run_with(&AtomicBool::new(false), |_| Ok(()))
     }
 
     /// The summary of the run so far.
@@ -639,10 +831,7 @@ impl Search {
         let wall = self.started.elapsed().as_secs_f64();
         Summary {
             script: self.script.path.clone(),
-            algorithm: match self.script.search.algorithm {
-                Algorithm::Rss => "rss".into(),
-                Algorithm::Bh => "bh".into(),
-            },
+            algorithm: self.script.search.algorithm.name().into(),
             seed: self.seed,
             iterations_done: self.next_iteration,
             iterations_planned: self.script.search.iterations,
@@ -652,10 +841,15 @@ impl Search {
             best_iteration: self.best.as_ref().map(|b| b.meta.iteration),
             best_id: self.best.as_ref().and_then(|b| b.meta.id),
             evaluations: self.evaluations,
-            generated: self.generated,
-            generation_failures: self.generation_failures,
-            relax_failures: self.relax_failures,
-            evaluation_failures: self.evaluation_failures,
+            energy_unit: self.script.energy_unit().to_owned(),
+            generated: self.generators.iter().map(|g| g.generated).sum(),
+            generation_failures: self.generators.iter().map(|g| g.failures.count).sum(),
+            generators: self.generators.clone(),
+            relax_failures: self.relax_failures.count,
+            relax_failure_messages: self.relax_failures.messages.clone(),
+            evaluation_failures: self.evaluation_failures.count,
+            evaluation_failure_messages: self.evaluation_failures.messages.clone(),
+            error: None,
             wall_time_s: wall,
             mean_iteration_ms: if self.iterations_run > 0 {
                 self.timings.total() * 1e3 / self.iterations_run as f64
@@ -679,6 +873,12 @@ impl Search {
         self.outputs.write_json(SUMMARY_FILE, &summary)?;
         Ok(summary)
     }
+}
+
+/// How a generator is named in messages and in `summary.json`: its place in the
+/// script and its kind (`[[generator]] #1 random`).
+pub fn generator_label(index: usize, name: &str) -> String {
+    format!("[[generator]] #{} {name}", index + 1)
 }
 
 /// The sampler's random stream for `iteration` of a run seeded with `seed`: the

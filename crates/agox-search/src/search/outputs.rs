@@ -6,7 +6,8 @@
 //! | `evaluated.xyz` | every evaluated structure, extxyz (energy, forces, meta in the comment line) | appended every iteration; rewritten from the database on resume |
 //! | `best.xyz` | the lowest-energy structure so far | replaced (atomically) when the best improves |
 //! | `run.json` | seed, workers and the resolved script, written at start | start, and on resume |
-//! | `summary.json` | best energy and when it was reached, counts, timings, pool and sync totals | at the end, also after Ctrl-C |
+//! | `summary.json` | best energy and when it was reached, counts, failures with their first messages, timings, pool and sync totals | at the end, also after Ctrl-C or an error |
+//! | `lock` | the pid of the process running the search (see [`RunLock`]) | held while a search runs |
 //!
 //! The database is the record; the other files are views of it. A run killed between
 //! the database commit and the `.xyz` append loses nothing: `--resume` rewrites
@@ -15,6 +16,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use agox_atoms::extxyz::{self, Frame};
 use agox_atoms::InfoValue;
@@ -75,26 +79,222 @@ pub fn candidate_frame(c: &Candidate) -> Frame {
     }
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> SearchError {
+fn io_error(path: &Path, error: std::io::Error) -> SearchError {
     SearchError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
 fn xyz_error(path: &Path, e: extxyz::WriteError) -> SearchError {
-    SearchError::Output {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    match e {
+        extxyz::WriteError::Io(error) => io_error(path, error),
+        other => SearchError::Output {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a
-/// kill) never sees a half-written file.
+/// How a file named on the command line or in the run directory is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A regular file (or none yet) at this path, after following symbolic links:
+    /// written under a temporary name in its directory and renamed over it, so a
+    /// reader (or a kill) never sees half a file, and a failure leaves the old one.
+    Replace(PathBuf),
+    /// A FIFO, a character or block device or a socket: opened and written in place
+    /// (renaming over it would destroy it, and a device such as `/dev/null` cannot be
+    /// replaced by a file).
+    InPlace(PathBuf),
+}
+
+impl Destination {
+    /// What writing to `path` means. A symbolic link is followed to its final target
+    /// (which may not exist yet), so the link itself is kept. A directory is an error.
+    pub fn of(path: &Path) -> std::io::Result<Destination> {
+        let mut target = path.to_path_buf();
+        // Follow links one at a time: the final target may not exist yet.
+        for _ in 0..40 {
+            match std::fs::symlink_metadata(&target) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let link = std::fs::read_link(&target)?;
+                    target = match target.parent() {
+                        Some(dir) if link.is_relative() => dir.join(link),
+                        _ => link,
+                    };
+                }
+                Ok(m) if m.is_dir() => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::IsADirectory,
+                        format!("{} is a directory", target.display()),
+                    ))
+                }
+                Ok(m) if m.is_file() => return Ok(Destination::Replace(target)),
+                Ok(_) => return Ok(Destination::InPlace(target)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Destination::Replace(target))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: too many levels of symbolic links", path.display()),
+        ))
+    }
+
+    /// The path that is written.
+    pub fn path(&self) -> &Path {
+        match self {
+            Destination::Replace(p) | Destination::InPlace(p) => p,
+        }
+    }
+}
+
+/// A file being written to a [`Destination`]: a temporary file beside a regular
+/// target, the target itself otherwise. [`AtomicWrite::commit`] moves a temporary
+/// file into place; dropping it uncommitted removes the temporary file.
+#[derive(Debug)]
+pub enum AtomicWrite {
+    /// Written beside the target, renamed over it on commit.
+    Temporary {
+        /// The temporary file.
+        file: tempfile::NamedTempFile,
+        /// The target.
+        target: PathBuf,
+    },
+    /// Written in place.
+    InPlace(File),
+}
+
+impl AtomicWrite {
+    /// Starts writing `path` (see [`Destination::of`]). A new regular file gets the
+    /// mode `0o666` less the umask, like any file a program creates; a replaced one
+    /// keeps the mode it had.
+    pub fn create(path: &Path) -> std::io::Result<AtomicWrite> {
+        use std::os::unix::fs::PermissionsExt;
+        match Destination::of(path)? {
+            Destination::InPlace(p) => Ok(AtomicWrite::InPlace(
+                OpenOptions::new().write(true).open(p)?,
+            )),
+            Destination::Replace(target) => {
+                let dir = match target.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let name = target
+                    .file_name()
+                    .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+                let file = tempfile::Builder::new()
+                    .prefix(&format!(".{name}."))
+                    .suffix(".partial")
+                    .permissions(std::fs::Permissions::from_mode(0o666))
+                    .tempfile_in(dir)?;
+                if let Ok(m) = std::fs::metadata(&target) {
+                    file.as_file().set_permissions(m.permissions())?;
+                }
+                Ok(AtomicWrite::Temporary { file, target })
+            }
+        }
+    }
+
+    /// The open file to write to.
+    pub fn file(&mut self) -> &mut File {
+        match self {
+            AtomicWrite::Temporary { file, .. } => file.as_file_mut(),
+            AtomicWrite::InPlace(f) => f,
+        }
+    }
+
+    /// Finishes: a temporary file is renamed over the target.
+    pub fn commit(self) -> std::io::Result<()> {
+        match self {
+            AtomicWrite::Temporary { file, target } => {
+                file.persist(&target).map_err(|e| e.error)?;
+                Ok(())
+            }
+            AtomicWrite::InPlace(_) => Ok(()),
+        }
+    }
+}
+
+impl Write for AtomicWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file().flush()
+    }
+}
+
+/// Writes `bytes` to `path` as [`AtomicWrite`] does: a regular file through a
+/// temporary file and a rename, so a reader (or a kill) never sees a half-written
+/// file; a FIFO or device in place; through a symbolic link to its target.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SearchError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+    let mut w = AtomicWrite::create(path).map_err(|e| io_error(path, e))?;
+    w.write_all(bytes).map_err(|e| io_error(path, e))?;
+    w.commit().map_err(|e| io_error(path, e))
+}
+
+/// The lock file of a run directory (it holds the owner's process id).
+pub const LOCK_FILE: &str = "lock";
+
+/// Ownership of a run directory: an exclusive `flock` on its [`LOCK_FILE`], held by
+/// a running search (fresh or resumed) for its whole life, so a second one fails at
+/// once instead of writing the same database. The lock goes with the process (a
+/// killed run leaves none behind); the file stays, with the last owner's pid.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: Flock<File>,
+    dir: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock of `dir` (created if missing), or fails at once naming the
+    /// process that holds it.
+    pub fn acquire(dir: &Path) -> Result<RunLock, SearchError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(SearchError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut file) => {
+                file.set_len(0).map_err(|e| io_error(&path, e))?;
+                writeln!(*file, "{}", std::process::id()).map_err(|e| io_error(&path, e))?;
+                Ok(RunLock {
+                    _file: file,
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                Err(SearchError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                })
+            }
+            Err((_, e)) => Err(io_error(&path, e.into())),
+        }
+    }
+
+    /// The directory this lock owns.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 /// The open output files of a run.
@@ -253,6 +453,43 @@ impl PoolSummary {
     }
 }
 
+/// Distinct failure messages kept per step or generator.
+pub const FIRST_MESSAGES: usize = 5;
+
+/// How often something failed, and its first distinct messages (at most
+/// [`FIRST_MESSAGES`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Failures counted.
+    pub count: u64,
+    /// The first distinct messages, in the order they occurred.
+    pub messages: Vec<String>,
+}
+
+impl Failures {
+    /// Counts one failure; keeps its message if it is new and there is room. Returns
+    /// true when the message was not seen before.
+    pub fn record(&mut self, message: &str) -> bool {
+        self.count += 1;
+        let new = !self.messages.iter().any(|m| m == message);
+        if new && self.messages.len() < FIRST_MESSAGES {
+            self.messages.push(message.to_owned());
+        }
+        new
+    }
+}
+
+/// One generator's record in `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorSummary {
+    /// `[[generator]] #1 random`.
+    pub generator: String,
+    /// Candidates it made.
+    pub generated: u64,
+    /// Candidates it could not make, and why.
+    pub failures: Failures,
+}
+
 /// `summary.json`: how the run went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -278,14 +515,25 @@ pub struct Summary {
     pub best_id: Option<i64>,
     /// Structures evaluated (and stored), over the whole run including before a resume.
     pub evaluations: u64,
+    /// The unit of the energies (`eV`; `ε` for Lennard-Jones in reduced units).
+    pub energy_unit: String,
     /// Candidates generated by this process.
     pub generated: u64,
     /// Candidates a generator could not make.
     pub generation_failures: u64,
+    /// Per generator, in script order: candidates made, and failures with their
+    /// first messages.
+    pub generators: Vec<GeneratorSummary>,
     /// Relaxations that failed.
     pub relax_failures: u64,
+    /// Their first messages.
+    pub relax_failure_messages: Vec<String>,
     /// Evaluations that failed.
     pub evaluation_failures: u64,
+    /// Their first messages.
+    pub evaluation_failure_messages: Vec<String>,
+    /// Why the run stopped before its planned iterations, when an error stopped it.
+    pub error: Option<String>,
     /// Wall time of this process's run, pool start excluded (s).
     pub wall_time_s: f64,
     /// Mean wall time per iteration run by this process (ms).
@@ -314,10 +562,21 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Reads `run.json` from `dir`, if present and readable.
-    pub fn read(dir: &Path) -> Option<RunRecord> {
-        let text = std::fs::read_to_string(dir.join(RUN_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+    /// Reads `run.json` from `dir`: `None` when there is none; an error when it
+    /// cannot be read or parsed.
+    pub fn read(dir: &Path) -> Result<Option<RunRecord>, SearchError> {
+        let path = dir.join(RUN_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| SearchError::Output {
+                path,
+                message: format!("not a run record: {e}"),
+            })
     }
 }
 

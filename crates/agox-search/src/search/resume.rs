@@ -10,9 +10,11 @@
 //! the energies an uninterrupted run would have given.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::Value;
 
+use super::outputs::{RunRecord, RUN_FILE};
 use super::SearchError;
 use crate::candidate::Candidate;
 use crate::script::Script;
@@ -63,6 +65,33 @@ pub(crate) fn better(e: f64, best: Option<&Candidate>) -> bool {
         Some(b) => e < b,
         None => true,
     }
+}
+
+/// The settings a resumed run continues with: those recorded in `dir`'s `run.json`
+/// (with the run's seed), never the script file's, so a script edited since, a
+/// script whose seed was overridden on the command line, or no script at all resumes
+/// the same search. `given` (a script file naming the same search) may only confirm
+/// them; its `iterations` become the new total. The output directory is `dir`.
+pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, SearchError> {
+    let record = RunRecord::read(dir)?.ok_or_else(|| {
+        SearchError::Resume(format!(
+            "{} has no {RUN_FILE} recording the run's settings and seed",
+            dir.display()
+        ))
+    })?;
+    let mut script: Script = serde_json::from_value(record.settings.clone()).map_err(|e| {
+        SearchError::Resume(format!(
+            "{}: the recorded settings cannot be read: {e}",
+            dir.join(RUN_FILE).display()
+        ))
+    })?;
+    if let Some(given) = given {
+        check_same_search(given, &record.settings)?;
+        script.search.iterations = given.search.iterations;
+    }
+    script.search.seed = Some(record.seed);
+    script.search.output = dir.to_path_buf();
+    Ok(script)
 }
 
 /// The parts of the resolved settings that must not change between a run and its

@@ -1,0 +1,79 @@
+//! `[evaluator]`: the expensive calculation of the chosen candidates.
+
+use serde::{Deserialize, Serialize};
+
+use super::read::{not_for_kind, Ctx, Keys};
+use super::relax::{optimizer_settings, Optimizer};
+
+/// `[evaluator]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluatorSettings {
+    /// What the evaluation does.
+    pub kind: EvaluatorKind,
+    /// Candidates evaluated per iteration, lowest model energy first; `None`: all.
+    pub count: Option<usize>,
+}
+
+impl Default for EvaluatorSettings {
+    /// A single point of every candidate (the section left out).
+    fn default() -> Self {
+        EvaluatorSettings {
+            kind: EvaluatorKind::SinglePoint,
+            count: None,
+        }
+    }
+}
+
+/// Evaluator kinds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvaluatorKind {
+    /// One energy and force calculation.
+    SinglePoint,
+    /// A local relaxation in the calculator.
+    Relax {
+        /// Optimizer (default BFGS).
+        optimizer: Optimizer,
+        /// Convergence criterion (default 0.05).
+        fmax: f64,
+        /// At most this many steps (default 200).
+        steps: usize,
+    },
+}
+
+pub(super) fn read(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<EvaluatorSettings> {
+    let kind_v = keys.get("kind");
+    let count_v = keys.get("count");
+    let optimizer_v = keys.get("optimizer");
+    let fmax_v = keys.get("fmax");
+    let steps_v = keys.get("steps");
+    let kind = match kind_v {
+        Some(v) => cx.choice(v, &keys.key("kind"), &["single_point", "relax"]),
+        None => Some("single_point".to_owned()),
+    };
+    let count = match count_v {
+        Some(v) => cx.usize_at_least(v, &keys.key("count"), 1).map(Some),
+        None => Some(None),
+    };
+    let kind = match kind.as_deref() {
+        Some("single_point") => {
+            not_for_kind(cx, &keys, "single_point", &["optimizer", "fmax", "steps"]);
+            Some(EvaluatorKind::SinglePoint)
+        }
+        Some(_) => optimizer_settings(cx, &keys, (optimizer_v, fmax_v, steps_v)).map(
+            |(optimizer, fmax, steps)| EvaluatorKind::Relax {
+                optimizer,
+                fmax,
+                steps,
+            },
+        ),
+        None => None,
+    };
+    if !keys.finish(cx) {
+        return None;
+    }
+    Some(EvaluatorSettings {
+        kind: kind?,
+        count: count?,
+    })
+}
