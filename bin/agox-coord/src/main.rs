@@ -40,7 +40,7 @@ struct Cli {
 /// summary shown by `agox-coord --help`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// What one or several runs found: a table of best energies and when they were reached, and plots (--plot)
+    /// What runs found: best energies and when they were reached (a table, or --json), and plots (--plot)
     Analyze(analyze::AnalyzeArgs),
     /// Energies and forces (and stress for periodic cells) of every frame of an extxyz file
     Calc(calc::CalcArgs),

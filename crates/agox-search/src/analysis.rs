@@ -770,6 +770,36 @@ mod tests {
         );
     }
 
+    /// A database AGOX itself wrote, read as AGOX's own analysis reads it.
+    #[test]
+    fn an_agox_written_run_reads_as_agox_s_analysis_reads_it() {
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+        let reference: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{data}/agox_analysis.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("agox-run");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::copy(format!("{data}/agox_written.db"), dir.join(DB_FILE)).unwrap();
+        let run = Run::read(&dir).unwrap();
+        // Nothing was created beside the file (AGOX writes rollback-journal files).
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        assert_eq!(run.unit, EnergyUnit::Ev);
+        assert_eq!(run.status(), RunStatus::Partial);
+        assert_eq!(run.evaluations.len() as u64, reference["candidates"]);
+        assert_eq!(run.best().unwrap().energy, reference["min_energy"]);
+        for case in reference["thresholds"].as_array().unwrap() {
+            let threshold = case["threshold"].as_f64().unwrap();
+            let hit = run.first_at_or_below(threshold);
+            // AGOX counts candidates from 0, we count evaluations from 1.
+            let index = case["first_index"].as_u64();
+            assert_eq!(hit.map(|h| h.evaluation - 1), index, "{threshold}");
+            let iteration = case["first_iteration"].as_u64();
+            assert_eq!(hit.map(|h| h.iteration), iteration, "{threshold}");
+        }
+    }
+
     #[test]
     fn runs_in_different_units_are_refused() {
         let a = run("a", &[(0, Some(-1.0))]);

@@ -114,16 +114,15 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let report = Report::new(&runs, args.tolerance, args.threshold)?;
 
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON")?;
-        writeln!(out).context("writing the JSON")?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).context("encoding the JSON")? + "\n"
     } else {
-        let threshold_given = args.threshold.is_some();
-        out.write_all(table::render(&report, threshold_given).as_bytes())
-            .context("writing the table")?;
-    }
-    out.flush().context("writing to standard output")?;
+        table::render(&report, args.threshold.is_some())
+    };
+    let printed = {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
 
     if let (Some(path), Some(format)) = (&args.plot, format) {
         let bytes = plot::render(&report, format, args.size)
@@ -138,7 +137,12 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             args.size.height
         );
     }
-    Ok(ExitCode::SUCCESS)
+    match printed {
+        // The reader went away (`| head`): it has what it wanted, and nothing is lost.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).context("writing to standard output"),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Writes `bytes` to `path` under a temporary name in the same directory and renames
