@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use ab_glyph::FontRef;
 use agox_search::analysis::{Report, RunReport};
 use anyhow::{anyhow, bail, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -165,13 +166,21 @@ fn minus(text: String) -> String {
     text.replace('-', "\u{2212}")
 }
 
-/// Decimals that tell ticks `span / 5` apart.
-fn decimals(span: f64) -> usize {
-    let step = span / 5.0;
-    if step.is_nan() || step <= 0.0 {
-        return 2;
-    }
-    (-step.log10()).ceil().clamp(0.0, 8.0) as usize
+/// Labels on the energy axis (plotters places at most this many).
+const ENERGY_TICKS: usize = 7;
+
+/// The fewest decimals that write every one of `ticks` exactly (up to 8), so that
+/// all labels of an axis have the same number of decimals and none is rounded.
+fn decimals(ticks: &[f64]) -> usize {
+    let exact = |t: f64, d: i32| {
+        let scaled = t * 10f64.powi(d);
+        (scaled - scaled.round()).abs() < 1e-6 * scaled.abs().max(1.0)
+    };
+    ticks
+        .iter()
+        .map(|&t| (0..=8).find(|&d| exact(t, d)).unwrap_or(8) as usize)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The end of an x axis that shows `x_max` a little inside it, so curves and dots that
@@ -296,8 +305,10 @@ fn energy_panel<DB: DrawingBackend>(
     threshold: Option<f64>,
 ) -> DrawResult<DB> {
     let (y0, y1) = axes.y;
-    let places = decimals(y1 - y0);
-    let widest = [y0, y1]
+    // The ticks the mesh will label (the same computation as plotters' own).
+    let ticks = RangedCoordf64::from(y0..y1).key_points(ENERGY_TICKS);
+    let places = decimals(&ticks);
+    let widest = ticks
         .iter()
         .map(|v| format!("{v:.places$}").chars().count())
         .max()
@@ -318,7 +329,7 @@ fn energy_panel<DB: DrawingBackend>(
         .label_style(look.font(look.tick))
         .y_label_formatter(&y_fmt)
         .x_labels(8)
-        .y_labels(7)
+        .y_labels(ENERGY_TICKS)
         .bold_line_style(GRID)
         .light_line_style(TRANSPARENT)
         .draw()?;
@@ -552,10 +563,18 @@ mod tests {
     }
 
     #[test]
-    fn tick_decimals_follow_the_span() {
-        assert_eq!(decimals(20.0), 0);
-        assert_eq!(decimals(2.0), 1);
-        assert_eq!(decimals(0.05), 3);
-        assert_eq!(decimals(0.0), 2);
+    fn tick_labels_have_the_decimals_their_values_need() {
+        assert_eq!(decimals(&[-46.0, -45.0, -44.0]), 0);
+        assert_eq!(decimals(&[-16.5, -16.0, -15.5]), 1);
+        assert_eq!(decimals(&[-16.51, -16.505, -16.5]), 3);
+        assert_eq!(decimals(&[0.1 + 0.2]), 1);
+        assert_eq!(decimals(&[]), 0);
+        // The energy axis of a narrow range gets enough decimals for its ticks.
+        let ticks = RangedCoordf64::from(-16.52..-16.49).key_points(ENERGY_TICKS);
+        let places = decimals(&ticks);
+        let labels: Vec<String> = ticks.iter().map(|t| format!("{t:.places$}")).collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(unique, labels);
     }
 }
