@@ -51,7 +51,7 @@ const GRID: RGBColor = RGBColor(225, 225, 225);
 const FAINT: RGBColor = RGBColor(90, 90, 90);
 
 /// The colour of run `k` (the palette repeats after ten runs).
-pub fn run_color(k: usize) -> RGBColor {
+fn run_color(k: usize) -> RGBColor {
     COLORS[k % COLORS.len()]
 }
 
@@ -121,6 +121,8 @@ struct Look {
     tick: f64,
     legend: f64,
     margin: u32,
+    /// Width of the curves (never under 2 pixels).
+    curve: u32,
 }
 
 impl Look {
@@ -132,6 +134,7 @@ impl Look {
             tick: 14.0 * s,
             legend: 15.0 * s,
             margin: (12.0 * s).round() as u32,
+            curve: (2.0 * s).round().max(2.0) as u32,
         }
     }
 
@@ -142,7 +145,7 @@ impl Look {
 
 /// The points of a step curve (`(x, y)` where y changes, and the end) as the corners
 /// of its staircase: each y holds until the next point's x.
-pub fn staircase(points: &[(u64, f64)]) -> Vec<(i64, f64)> {
+fn staircase(points: &[(u64, f64)]) -> Vec<(i64, f64)> {
     let mut out: Vec<(i64, f64)> = Vec::with_capacity(2 * points.len());
     for &(x, y) in points {
         let x = i64::try_from(x).unwrap_or(i64::MAX);
@@ -345,7 +348,7 @@ fn energy_panel<DB: DrawingBackend>(
     for c in curves {
         chart.draw_series(LineSeries::new(
             staircase(c.points),
-            c.color.stroke_width(2),
+            c.color.stroke_width(look.curve),
         ))?;
         if let Some((x, e)) = c.marker {
             let x = i64::try_from(x).unwrap_or(i64::MAX);
@@ -396,7 +399,7 @@ fn success_panel<DB: DrawingBackend>(
         .draw()?;
     chart.draw_series(LineSeries::new(
         staircase(&report.success),
-        INK.stroke_width(2),
+        INK.stroke_width(look.curve),
     ))?;
     Ok(())
 }
