@@ -7,6 +7,7 @@
 //! `agox-coord: <error chain>` once and exits with status 1 (clap's usage errors
 //! exit with 2). See `docs/cli.md`.
 
+mod analyze;
 mod calc;
 mod common;
 mod progress;
@@ -40,6 +41,8 @@ struct Cli {
 /// summary shown by `agox-coord --help`.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// What runs found: best energies and when they were reached (a table, or --json), and plots (--plot)
+    Analyze(analyze::AnalyzeArgs),
     /// Energies and forces (and stress for periodic cells) of every frame of an extxyz file
     Calc(calc::CalcArgs),
     /// Local relaxation (BFGS or FIRE) of every frame of an extxyz file
@@ -56,6 +59,7 @@ enum Command {
 /// Runs one command.
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Analyze(args) => analyze::run(args),
         Command::Calc(args) => calc::run(args),
         Command::Relax(args) => relax::run(args),
         Command::Run(args) => run::run(args),

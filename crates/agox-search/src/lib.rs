@@ -7,6 +7,7 @@
 //! * [`script`]: the TOML script a user runs, parsed and validated before anything
 //!   starts (`docs/script-reference.md`).
 
+pub mod analysis;
 pub mod calculator;
 pub mod candidate;
 pub mod db;

@@ -20,7 +20,10 @@
 //! cost of an fsync per commit.
 
 pub mod pickle;
+mod read_only;
 pub mod schema;
+
+pub use read_only::EnergyRecord;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

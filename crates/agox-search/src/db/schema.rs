@@ -107,6 +107,12 @@ pub fn ensure(conn: &mut Connection) -> Result<bool, DbError> {
     Ok(false)
 }
 
+/// Checks, creating nothing, that the file holds exactly AGOX's tables and columns (a
+/// file without tables is not an AGOX database).
+pub fn verify(conn: &Connection) -> Result<(), DbError> {
+    check(conn, &user_tables(conn)?)
+}
+
 fn check(conn: &Connection, present: &[String]) -> Result<(), DbError> {
     for (table, columns) in TABLES {
         if !present.iter().any(|p| p == table) {
