@@ -1,0 +1,232 @@
+//! Shared helpers: the provisioned Python, client commands, reference results,
+//! structures and process checks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agox_atoms::Atoms;
+use agox_ipi::command::shell_quote;
+use agox_ipi::{live_group_members, Address, Client, ClientConfig};
+use rand::{Rng, SeedableRng};
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The interpreter of the environment `.ci/python-env` provides (created once,
+/// then cached outside the source tree). Panics with the script's reason if it
+/// cannot be had: these tests need it, and skipping them silently would hide that.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = PYTHON.get_or_init(|| {
+        let script = repo().join(".ci/python-env");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} failed ({}):\n{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok(PathBuf::from(path))
+    });
+    match found {
+        Ok(p) => p,
+        Err(e) => panic!("the socket tests need ASE and tblite: {e}"),
+    }
+}
+
+fn q(p: &Path) -> String {
+    shell_quote(&p.display().to_string())
+}
+
+/// The template client serving `calculator` (`emt`, `gfn2-xtb`).
+pub fn ase_command(calculator: &str) -> String {
+    format!(
+        "{} {} --unix {{unix}} --structure {{structure}} --calculator {calculator}",
+        q(python()),
+        q(&repo().join("examples/clients/ase_client.py"))
+    )
+}
+
+/// The misbehaving client with these options.
+pub fn faulty_command(options: &str) -> String {
+    format!(
+        "{} {} --unix {{unix}} --structure {{structure}} {options}",
+        q(python()),
+        q(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/faulty_client.py"))
+    )
+}
+
+/// One reference result.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Reference {
+    pub energy: f64,
+    pub forces: Vec<[f64; 3]>,
+    #[serde(default)]
+    pub stress: Option<[f64; 6]>,
+}
+
+/// Results computed in Python without agox-rs (`tests/clients/reference.py`):
+/// `mode` "direct" calls the calculator, "socketio" goes through ASE's own
+/// `SocketIOCalculator` and the template client.
+pub fn reference(calculator: &str, mode: &str, structures: &[Atoms]) -> Vec<Reference> {
+    let request = serde_json::json!({
+        "calculator": calculator,
+        "mode": mode,
+        "client": repo().join("examples/clients/ase_client.py"),
+        "structures": structures.iter().map(|a| serde_json::json!({
+            "numbers": a.numbers, "positions": a.positions, "cell": a.cell, "pbc": a.pbc,
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reference.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "reference.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A fresh working directory for one test's client.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("agox-ipi-test.")
+        .tempdir()
+        .unwrap()
+}
+
+/// A configuration with test-sized timeouts.
+pub fn config(command: String, dir: &Path) -> ClientConfig {
+    ClientConfig::new(command, dir)
+        .connect_timeout(Duration::from_secs(60))
+        .grace(Duration::from_secs(2))
+}
+
+/// Waits up to `limit` for `cond`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// What must be gone once a client is dropped.
+pub struct Traces {
+    pgids: Vec<u32>,
+    socket_dir: Option<PathBuf>,
+}
+
+impl Traces {
+    /// Records the client's socket directory and current process group.
+    pub fn of(client: &Client) -> Traces {
+        let socket_dir = match client.address() {
+            Address::Unix { path, .. } => path.parent().map(Path::to_path_buf),
+            Address::Tcp { .. } => None,
+        };
+        let mut t = Traces {
+            pgids: Vec::new(),
+            socket_dir,
+        };
+        t.note(client);
+        t
+    }
+
+    /// Records the client's current process group (after a restart, say).
+    pub fn note(&mut self, client: &Client) {
+        if let Some(pid) = client.pid() {
+            if !self.pgids.contains(&pid) {
+                self.pgids.push(pid);
+            }
+        }
+    }
+
+    /// Asserts that every recorded process group is empty and the socket
+    /// directory removed (once the client is dropped).
+    pub fn assert_gone(&self) {
+        self.assert_no_processes();
+        if let Some(dir) = &self.socket_dir {
+            assert!(
+                !dir.exists(),
+                "socket directory {} left behind",
+                dir.display()
+            );
+        }
+    }
+
+    /// Asserts that every recorded process group is empty.
+    pub fn assert_no_processes(&self) {
+        for &pgid in &self.pgids {
+            assert!(
+                eventually(Duration::from_secs(5), || live_group_members(pgid as i32)
+                    .is_empty()),
+                "processes left in the client's group {pgid}: {:?}",
+                live_group_members(pgid as i32)
+            );
+        }
+    }
+}
+
+/// A compact cluster of `n` atoms of the given elements (cycled), on fcc sites
+/// near the origin with a seeded rattle: no two atoms closer than about 2.3 Å.
+pub fn cluster(numbers: &[u8], n: usize, seed: u64) -> Atoms {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let a = 3.7;
+    let mut sites: Vec<[f64; 3]> = Vec::new();
+    for i in -2i32..=2 {
+        for j in -2i32..=2 {
+            for k in -2i32..=2 {
+                if (i + j + k) % 2 == 0 {
+                    sites.push([i as f64 * a / 2.0, j as f64 * a / 2.0, k as f64 * a / 2.0]);
+                }
+            }
+        }
+    }
+    sites.sort_by(|p, q| {
+        let r = |v: &[f64; 3]| v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+        r(p).total_cmp(&r(q))
+    });
+    let positions = sites
+        .into_iter()
+        .take(n)
+        .map(|p| p.map(|x| x + rng.gen_range(-0.15..0.15)))
+        .collect();
+    let numbers = (0..n).map(|i| numbers[i % numbers.len()]).collect();
+    Atoms::new(numbers, positions).unwrap()
+}
+
+/// `atoms` with every coordinate moved by up to `amount` Å (seeded).
+pub fn rattled(atoms: &Atoms, amount: f64, seed: u64) -> Atoms {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = atoms.clone();
+    for p in &mut out.positions {
+        for x in p.iter_mut() {
+            *x += rng.gen_range(-amount..amount);
+        }
+    }
+    out
+}
