@@ -19,8 +19,9 @@ use crate::units;
 /// Name of the structure file written into the working directory for `{structure}`.
 pub const STRUCTURE_FILE: &str = "agox-ipi-structure.xyz";
 
-/// How to run a client: plain data, checked by [`Client::new`].
-#[derive(Debug, Clone, PartialEq)]
+/// How to run a client: plain data (serde, so it can travel to pool workers),
+/// checked by [`Client::new`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClientConfig {
     /// Shell command with placeholders ([`crate::command`]).
     pub command: String,

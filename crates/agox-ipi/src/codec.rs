@@ -131,7 +131,7 @@ impl Default for Limits {
 }
 
 /// `INIT`'s payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InitData {
     /// Bead (replica) index; 0 for a single structure.
     pub bead: i32,

@@ -24,7 +24,7 @@ use nix::sys::socket::{send, MsgFlags};
 pub const UNIX_PREFIX: &str = "/tmp/ipi_";
 
 /// How clients connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Transport {
     /// A Unix-domain socket in a private directory under `/tmp/ipi_`.
     #[default]

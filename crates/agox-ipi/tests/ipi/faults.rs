@@ -9,7 +9,9 @@ use agox_ipi::{Client, ClientError, ExitReason, SocketCalculator};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{ase_command, cluster, config, faulty_command, rattled, workdir, Traces};
+use crate::support::{
+    ase_command, assert_no_clients_under, cluster, config, faulty_command, rattled, workdir, Traces,
+};
 
 #[test]
 fn a_client_killed_mid_evaluation_is_restarted_and_the_retry_gives_the_same_result() {
@@ -57,6 +59,7 @@ fn a_client_killed_mid_evaluation_is_restarted_and_the_retry_gives_the_same_resu
     assert_eq!(retried.forces, clean.forces);
     drop((calc, healthy));
     traces.assert_gone();
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -90,6 +93,7 @@ fn a_client_that_reports_an_error_and_exits_fails_that_evaluation_with_its_messa
         .to_string()
         .starts_with("socket: the client exited with status 3"));
     assert!(client.pid().is_none());
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -103,6 +107,7 @@ fn a_client_that_closes_the_connection_but_lingers_is_stopped() {
     assert_eq!(e.kind(), ExternalFailure::Failed);
     assert!(e.to_string().contains("giving up on evaluation 1"), "{e}");
     assert!(client.pid().is_none());
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -144,6 +149,7 @@ fn garbage_from_the_client_is_a_protocol_error() {
         e.to_string().contains(r#"unknown header "GARBAGE     ""#),
         "{e}"
     );
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -183,6 +189,7 @@ fn a_client_that_cannot_start_exhausts_its_restarts_with_its_message() {
         "{e}"
     );
     assert!(e.to_string().contains("not found"), "{e}");
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -200,13 +207,8 @@ fn a_client_that_never_connects_times_out_and_is_stopped() {
         "{e}"
     );
     assert!(t0.elapsed() < Duration::from_secs(5));
-    // `sleep` ran in the client's group, which must now be empty: no `sleep 30` left.
-    let sleeping = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| c == "sleep\x0030\x00")
-        .count();
-    assert_eq!(sleeping, 0);
+    // The `sleep` was stopped with its wrapper.
+    assert_no_clients_under(dir.path());
 }
 
 #[test]
@@ -244,4 +246,6 @@ fn a_structure_of_another_composition_is_refused() {
     assert!(matches!(CalcError::from(e), CalcError::Invalid { .. }));
     // The client is still fine.
     client.evaluate(&cluster(&[79, 29], 6, 2)).unwrap();
+    drop(client);
+    assert_no_clients_under(dir.path());
 }

@@ -139,6 +139,7 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub struct Traces {
     pgids: Vec<u32>,
     socket_dir: Option<PathBuf>,
+    dir: PathBuf,
 }
 
 impl Traces {
@@ -151,6 +152,7 @@ impl Traces {
         let mut t = Traces {
             pgids: Vec::new(),
             socket_dir,
+            dir: client.config().dir.clone(),
         };
         t.note(client);
         t
@@ -178,8 +180,10 @@ impl Traces {
         }
     }
 
-    /// Asserts that every recorded process group is empty.
+    /// Asserts that every recorded process group is empty, and that no process
+    /// started for the client is left anywhere.
     pub fn assert_no_processes(&self) {
+        assert_no_clients_under(&self.dir);
         for &pgid in &self.pgids {
             assert!(
                 eventually(Duration::from_secs(5), || live_group_members(pgid as i32)
@@ -229,4 +233,43 @@ pub fn rattled(atoms: &Atoms, amount: f64, seed: u64) -> Atoms {
         }
     }
     out
+}
+
+/// Live processes started for a client working under `dir`: every client process
+/// and its descendants carry `AGOX_IPI_DIR` in their environment.
+pub fn clients_under(dir: &Path) -> Vec<(i32, String)> {
+    let needle = format!("AGOX_IPI_DIR={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|var| var.starts_with(needle.as_bytes()))
+            })
+        })
+        .filter(|pid| is_live(*pid))
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            (pid, String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect()
+}
+
+fn is_live(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+/// Asserts (within 5 s) that no process started for a client under `dir` is left.
+pub fn assert_no_clients_under(dir: &Path) {
+    assert!(
+        eventually(Duration::from_secs(5), || clients_under(dir).is_empty()),
+        "client processes left behind: {:?}",
+        clients_under(dir)
+    );
 }
