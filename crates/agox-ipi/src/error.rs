@@ -1,5 +1,5 @@
 //! What can go wrong with an external client, and how it maps onto
-//! [`CalcError`](agox_atoms::CalcError).
+//! [`agox_atoms::CalcError`].
 
 use std::error::Error;
 use std::io;

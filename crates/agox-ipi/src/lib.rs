@@ -22,7 +22,7 @@
 //!
 //! # Layers
 //! * [`codec`]: the wire format — headers, payloads, encode and decode, no I/O
-//!   policy. Both directions, so a Rust client ([`serve`]) is a few lines.
+//!   policy. Both directions, so a Rust client ([`serve()`]) is a few lines.
 //! * [`session`]: the server's side of one connection: the rules of an
 //!   evaluation as a pure function ([`session::advance`]) and the exchange over
 //!   any `Read + Write` stream.
@@ -87,7 +87,7 @@ pub use codec::{
 };
 pub use command::{CommandError, CommandTemplate, Placeholder};
 pub use error::ClientError;
-pub use process::{live_group_members, ExitReason, LogTail};
+pub use process::{live_group_members, live_processes, ExitReason, LogTail};
 pub use serve::{serve, Ended, ServeError};
 pub use session::{Session, SessionError, Stage};
 pub use transport::{Address, Transport};

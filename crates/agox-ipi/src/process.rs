@@ -13,7 +13,7 @@
 //!
 //! Linux sends the parent-death signal when the *thread* that forked the child
 //! ends, not the process. Children are therefore forked by one thread per owner
-//! ([`Spawner`]), which lives exactly as long as the owner, whichever threads the
+//! (`Spawner`), which lives exactly as long as the owner, whichever threads the
 //! owner is used from.
 
 use std::fmt;
@@ -392,27 +392,29 @@ pub(crate) fn group_is_empty(pgid: Pid) -> bool {
     }
 }
 
-/// Pids of the live processes whose process group is `pgid`, from /proc.
+/// Pids of the live (not zombie) processes whose process group is `pgid`.
 pub fn live_group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name (which may hold spaces): state, ppid, pgrp.
-            let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-            pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
-        })
+    live_processes()
+        .filter(|(_, group)| *group == pgid)
+        .map(|(pid, _)| pid)
         .collect()
+}
+
+/// Every live (not zombie) process visible in /proc, with its process group.
+pub fn live_processes() -> impl Iterator<Item = (i32, i32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the command name (which may hold spaces): state, ppid, pgrp.
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let pgrp = fields.nth(1)?.parse::<i32>().ok()?;
+            (state != "Z" && state != "X").then_some((pid, pgrp))
+        })
 }
 
 fn read_tail(path: &Path, start: u64) -> io::Result<String> {

@@ -8,34 +8,9 @@ use agox_atoms::optimize::{relax, BfgsParams, FireParams, OptimizerKind, RelaxOp
 use agox_atoms::{Atoms, Calculator};
 use agox_ipi::{Client, SocketCalculator, Transport};
 
-use crate::support::{ase_command, cluster, config, rattled, reference, workdir, Traces};
-
-fn assert_close(
-    label: &str,
-    got: &agox_atoms::Evaluation,
-    want: &agox_atoms::Evaluation,
-    rel: f64,
-) {
-    assert!(
-        (got.energy - want.energy).abs() <= rel * want.energy.abs(),
-        "{label}: energy {} vs {}",
-        got.energy,
-        want.energy
-    );
-    let scale = want
-        .forces
-        .iter()
-        .flatten()
-        .fold(1.0f64, |m, f| m.max(f.abs()));
-    for (a, b) in got
-        .forces
-        .iter()
-        .flatten()
-        .zip(want.forces.iter().flatten())
-    {
-        assert!((a - b).abs() <= rel * scale, "{label}: force {a} vs {b}");
-    }
-}
+use crate::support::{
+    ase_command, assert_agree, cluster, config, rattled, reference, workdir, Tolerance, Traces,
+};
 
 /// Cu, a triclinic Cu cell (its cell must cross the wire transposed and come back).
 fn triclinic_cu() -> Atoms {
@@ -86,7 +61,12 @@ fn clusters_and_a_periodic_cell_match_the_in_process_emt() {
             traces.get_or_insert_with(|| Traces::of(calc.client()));
             emt.reset();
             let want = emt.calculate(atoms, true).unwrap();
-            assert_close(&format!("case {k}.{i}"), &got, &want, 1e-10);
+            assert_agree(
+                &format!("case {k}.{i}"),
+                (got.energy, &got.forces),
+                (want.energy, &want.forces),
+                Tolerance::Relative(1e-10),
+            );
             match (got.stress, want.stress) {
                 (Some(s), Some(w)) => {
                     for (a, b) in s.iter().zip(w) {
@@ -129,24 +109,14 @@ fn results_equal_ases_socketio_calculator_bit_for_bit() {
         .unwrap();
         for (atoms, want) in structures.iter().zip(&ase) {
             let got = client.evaluate(atoms).unwrap();
-            assert_eq!(
-                got.energy.to_bits(),
-                want.energy.to_bits(),
-                "{} vs {}",
-                got.energy,
-                want.energy
+            assert_agree(
+                &format!("case {k}"),
+                (got.energy, &got.forces),
+                (want.energy, &want.forces),
+                Tolerance::Bits,
             );
-            for (a, b) in got
-                .forces
-                .iter()
-                .flatten()
-                .zip(want.forces.iter().flatten())
-            {
-                assert_eq!(a.to_bits(), b.to_bits(), "force {a} vs {b}");
-            }
-            let mut calc_stress =
-                agox_ipi::units::stress_from_virial(&got.virial, &atoms.cell, atoms.pbc);
-            match (calc_stress.take(), want.stress) {
+            let stress = agox_ipi::units::stress_from_virial(&got.virial, &atoms.cell, atoms.pbc);
+            match (stress, want.stress) {
                 (Some(s), Some(w)) => {
                     for (a, b) in s.iter().zip(w) {
                         // The volume comes from another determinant than numpy's.
@@ -230,7 +200,12 @@ fn tcp_on_loopback_with_an_os_chosen_port() {
     let atoms = cluster(&[79], 6, 1);
     let got = client.evaluate(&atoms).unwrap();
     let want = Emt::new().calculate(&atoms, false).unwrap();
-    assert!((got.energy - want.energy).abs() <= 1e-10 * want.energy.abs());
+    assert_agree(
+        "tcp",
+        (got.energy, &got.forces),
+        (want.energy, &want.forces),
+        Tolerance::Relative(1e-10),
+    );
     let traces = Traces::of(&client);
     drop(client);
     traces.assert_gone();

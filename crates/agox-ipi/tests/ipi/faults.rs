@@ -10,7 +10,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::support::{
-    ase_command, assert_no_clients_under, cluster, config, faulty_command, rattled, workdir, Traces,
+    ase_command, assert_agree, assert_no_clients_under, cluster, config, faulty_command, rattled,
+    workdir, Tolerance, Traces,
 };
 
 #[test]
@@ -48,15 +49,24 @@ fn a_client_killed_mid_evaluation_is_restarted_and_the_retry_gives_the_same_resu
     let stats = calc.client().stats();
     assert_eq!((stats.starts, stats.restarts_in_a_row), (2, 0));
     let want = Emt::new().calculate(&b, false).unwrap();
-    assert!((retried.energy - want.energy).abs() <= 1e-10 * want.energy.abs());
+    assert_agree(
+        "retried",
+        (retried.energy, &retried.forces),
+        (want.energy, &want.forces),
+        Tolerance::Relative(1e-10),
+    );
 
     let mut healthy =
         SocketCalculator::new(config(ase_command("emt"), &dir.path().join("h"))).unwrap();
     healthy.calculate(&a, false).unwrap();
     let clean = healthy.calculate(&b, false).unwrap();
     traces.note(healthy.client());
-    assert_eq!(retried.energy.to_bits(), clean.energy.to_bits());
-    assert_eq!(retried.forces, clean.forces);
+    assert_agree(
+        "retried vs a healthy client",
+        (retried.energy, &retried.forces),
+        (clean.energy, &clean.forces),
+        Tolerance::Bits,
+    );
     drop((calc, healthy));
     traces.assert_gone();
     assert_no_clients_under(dir.path());
@@ -132,7 +142,12 @@ fn an_evaluation_past_its_timeout_kills_the_client_and_the_next_one_restarts_it(
     let again = client.evaluate(&b).unwrap();
     traces.note(&client);
     let want = Emt::new().calculate(&b, false).unwrap();
-    assert!((again.energy - want.energy).abs() <= 1e-10 * want.energy.abs());
+    assert_agree(
+        "after the restart",
+        (again.energy, &again.forces),
+        (want.energy, &want.forces),
+        Tolerance::Relative(1e-10),
+    );
     assert_eq!(client.stats().starts, 2);
     drop(client);
     traces.assert_gone();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use agox_atoms::Atoms;
 use agox_ipi::command::shell_quote;
-use agox_ipi::{live_group_members, Address, Client, ClientConfig};
+use agox_ipi::{live_group_members, live_processes, Address, Client, ClientConfig};
 use rand::{Rng, SeedableRng};
 
 /// The repository's root.
@@ -239,30 +239,19 @@ pub fn rattled(atoms: &Atoms, amount: f64, seed: u64) -> Atoms {
 /// and its descendants carry `AGOX_IPI_DIR` in their environment.
 pub fn clients_under(dir: &Path) -> Vec<(i32, String)> {
     let needle = format!("AGOX_IPI_DIR={}", dir.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    live_processes()
+        .map(|(pid, _)| pid)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
                 env.split(|b| *b == 0)
                     .any(|var| var.starts_with(needle.as_bytes()))
             })
         })
-        .filter(|pid| is_live(*pid))
         .map(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             (pid, String::from_utf8_lossy(&cmd).replace('\0', " "))
         })
         .collect()
-}
-
-fn is_live(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
-    })
 }
 
 /// Asserts (within 5 s) that no process started for a client under `dir` is left.
@@ -272,4 +261,41 @@ pub fn assert_no_clients_under(dir: &Path) {
         "client processes left behind: {:?}",
         clients_under(dir)
     );
+}
+
+/// How closely two results must agree.
+#[derive(Debug, Clone, Copy)]
+pub enum Tolerance {
+    /// The same bits.
+    Bits,
+    /// |a − b| ≤ this (eV, eV/Å).
+    Absolute(f64),
+    /// |ΔE| ≤ this × |E|, and |ΔF| ≤ this × max(1 eV/Å, the largest |F|).
+    Relative(f64),
+}
+
+/// Asserts that an energy and its forces agree with a reference within `tol`.
+pub fn assert_agree(
+    label: &str,
+    (energy, forces): (f64, &[[f64; 3]]),
+    (want_energy, want_forces): (f64, &[[f64; 3]]),
+    tol: Tolerance,
+) {
+    assert_eq!(forces.len(), want_forces.len(), "{label}: force rows");
+    let scale = want_forces
+        .iter()
+        .flatten()
+        .fold(1.0f64, |m, f| m.max(f.abs()));
+    let close = |a: f64, b: f64, scale: f64| match tol {
+        Tolerance::Bits => a.to_bits() == b.to_bits(),
+        Tolerance::Absolute(t) => (a - b).abs() <= t,
+        Tolerance::Relative(t) => (a - b).abs() <= t * scale,
+    };
+    assert!(
+        close(energy, want_energy, want_energy.abs()),
+        "{label}: energy {energy} vs {want_energy} ({tol:?})"
+    );
+    for (a, b) in forces.iter().flatten().zip(want_forces.iter().flatten()) {
+        assert!(close(*a, *b, scale), "{label}: force {a} vs {b} ({tol:?})");
+    }
 }

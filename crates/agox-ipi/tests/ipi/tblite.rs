@@ -3,7 +3,9 @@
 use agox_atoms::{Atoms, Calculator};
 use agox_ipi::SocketCalculator;
 
-use crate::support::{ase_command, config, rattled, reference, workdir, Traces};
+use crate::support::{
+    ase_command, assert_agree, config, rattled, reference, workdir, Tolerance, Traces,
+};
 
 /// A cyclic water trimer (Å).
 fn water_trimer() -> Atoms {
@@ -36,20 +38,12 @@ fn gfn2_xtb_water_trimer_matches_tblite_in_python() {
     let mut calc = SocketCalculator::new(config(ase_command("gfn2-xtb"), dir.path())).unwrap();
     for (i, (atoms, want)) in structures.iter().zip(&want).enumerate() {
         let got = calc.calculate(atoms, false).unwrap();
-        assert!(
-            (got.energy - want.energy).abs() < 1e-8,
-            "structure {i}: energy {} vs {}",
-            got.energy,
-            want.energy
+        assert_agree(
+            &format!("structure {i}"),
+            (got.energy, &got.forces),
+            (want.energy, &want.forces),
+            Tolerance::Absolute(1e-8),
         );
-        for (a, b) in got
-            .forces
-            .iter()
-            .flatten()
-            .zip(want.forces.iter().flatten())
-        {
-            assert!((a - b).abs() < 1e-8, "structure {i}: force {a} vs {b}");
-        }
     }
     // GFN2-xTB is not EMT: the numbers are the tight-binding ones.
     assert!(want[0].energy < -400.0, "{}", want[0].energy);
