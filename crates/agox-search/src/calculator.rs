@@ -309,40 +309,45 @@ impl CalculatorModule {
     /// Relaxes `atoms` as `request` says and returns the result.
     pub fn relax(
         &mut self,
-        mut atoms: Atoms,
+        atoms: Atoms,
         request: &RelaxRequest,
     ) -> Result<RelaxOutcome, RelaxError> {
         self.spec
             .validate()
             .map_err(|source| RelaxError::Calculator { step: 0, source })?;
         self.begin_task();
-        let options = request.options();
-        let mut trajectory = request.record_trajectory.then(Vec::new);
-        let result = relax_with(
-            &mut atoms,
-            self.calculator(),
-            &options,
-            |step, atoms, evaluation| {
-                if let Some(t) = trajectory.as_mut() {
-                    t.push(TrajectoryStep {
-                        step,
-                        atoms: atoms.clone(),
-                        energy: evaluation.energy,
-                        forces: evaluation.forces.clone(),
-                    });
-                }
-                StepControl::Continue
-            },
-        )?;
-        Ok(RelaxOutcome {
-            atoms,
-            evaluation: result.evaluation,
-            steps: result.steps,
-            converged: result.converged,
-            fmax: result.fmax,
-            trajectory,
-        })
+        relax_in(self.calculator(), atoms, request)
     }
+}
+
+/// Relaxes `atoms` in `calc` as `request` says: the optimizer loop shared by the
+/// calculator and by a surrogate's acquisition (see [`crate::relax_model`]).
+pub fn relax_in(
+    calc: &mut dyn Calculator,
+    mut atoms: Atoms,
+    request: &RelaxRequest,
+) -> Result<RelaxOutcome, RelaxError> {
+    let options = request.options();
+    let mut trajectory = request.record_trajectory.then(Vec::new);
+    let result = relax_with(&mut atoms, calc, &options, |step, atoms, evaluation| {
+        if let Some(t) = trajectory.as_mut() {
+            t.push(TrajectoryStep {
+                step,
+                atoms: atoms.clone(),
+                energy: evaluation.energy,
+                forces: evaluation.forces.clone(),
+            });
+        }
+        StepControl::Continue
+    })?;
+    Ok(RelaxOutcome {
+        atoms,
+        evaluation: result.evaluation,
+        steps: result.steps,
+        converged: result.converged,
+        fmax: result.fmax,
+        trajectory,
+    })
 }
 
 /// Handles of the calculator's pool functions.

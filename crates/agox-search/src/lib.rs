@@ -7,6 +7,7 @@
 //! * [`script`]: the TOML script a user runs, parsed and validated before anything
 //!   starts (`docs/script-reference.md`).
 
+pub mod algorithm;
 pub mod analysis;
 pub mod calculator;
 pub mod candidate;
@@ -14,9 +15,11 @@ pub mod db;
 pub mod environment;
 pub mod generators;
 pub mod registry;
+pub mod relax_model;
 pub mod samplers;
 pub mod script;
 pub mod search;
+pub mod tasks;
 
 pub use candidate::{Candidate, CandidateMeta};
 pub use db::{Database, DbError};

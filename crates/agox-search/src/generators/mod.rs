@@ -392,7 +392,7 @@ pub const GENERATE_FN: &str = "agox_search.generate";
 
 /// The `generate` pool function: the worker's copy of the generator, with the
 /// parents of the worker's copy of the sampler. Also the first half of the fused
-/// generate-and-relax task (`search::pipeline`).
+/// generate-and-relax task ([`crate::tasks`]).
 pub fn generate_task(
     ctx: &TaskContext<'_>,
     (g, s, request): GenerateArgs,

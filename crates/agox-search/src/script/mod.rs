@@ -40,6 +40,7 @@ pub use relax::{Optimizer, RelaxSettings};
 pub use sampler::SamplerSettings;
 pub use search::{Algorithm, SearchSettings};
 
+use crate::algorithm::SamplerNeed;
 use read::{Ctx, Keys};
 use tree::Kind;
 
@@ -275,22 +276,20 @@ fn resolve(
         }
         cross::schedule_totals(cx, root, gens);
     }
-    let sampler = match sampler {
-        Some(s) => s,
-        None => match search.as_ref().map(|s| s.algorithm) {
-            Some(Algorithm::Bh) => {
-                missing_section(
-                    cx,
-                    "sampler",
-                    "basin hopping needs `[sampler]` with `kind = \"metropolis\"` and a `temperature` (or `kind = \"lowest\"`)",
-                );
+    let sampler = match (&search, sampler) {
+        // A sampler section with an error yields nothing more to check.
+        (_, Some(None)) => None,
+        (Some(search), given) => match search.algorithm.sampler(
+            given.flatten().as_ref(),
+            generators.as_deref().unwrap_or(&[]),
+        ) {
+            SamplerNeed::Use(s) => s,
+            SamplerNeed::Required(message) => {
+                missing_section(cx, "sampler", message);
                 None
             }
-            _ if generators.iter().flatten().any(|g| g.kind.needs_parent()) => {
-                Some(SamplerSettings::Lowest)
-            }
-            _ => None,
         },
+        (None, given) => given.flatten(),
     };
     let relax = match relax {
         Some(r) => Some(r?),

@@ -6,30 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::read::{Ctx, Keys};
 use super::tree::Kind;
+pub use crate::algorithm::Algorithm;
 
 /// Iterations in a row without a single generated candidate after which a run stops
 /// (`[search] max_failed_iterations`).
 pub const DEFAULT_MAX_FAILED_ITERATIONS: u64 = 10;
-
-/// The search algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Random structure search: generate, relax, evaluate all.
-    Rss,
-    /// Basin hopping: modify the current structure, relax, Metropolis accept.
-    Bh,
-}
-
-impl Algorithm {
-    /// The name used in scripts and summaries (`rss`, `bh`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Rss => "rss",
-            Algorithm::Bh => "bh",
-        }
-    }
-}
 
 /// `[search]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,13 +62,11 @@ pub(super) fn read(
                 );
                 None
             }
-            _ => cx.choice(v, &key("algorithm"), &["rss", "bh"]).map(|a| {
-                if a == "bh" {
-                    Algorithm::Bh
-                } else {
-                    Algorithm::Rss
-                }
-            }),
+            _ => {
+                let names = Algorithm::ALL.map(Algorithm::name);
+                cx.choice(v, &key("algorithm"), &names)
+                    .and_then(|a| Algorithm::from_name(&a))
+            }
         },
         None => {
             cx.missing(at, &key("algorithm"), "\"rss\" or \"bh\"");

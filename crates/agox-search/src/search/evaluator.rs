@@ -1,16 +1,13 @@
 //! The evaluator: which candidates get the expensive calculation, and the
 //! calculation itself.
 //!
-//! * **Choose** ([`choose`]): `rss` evaluates all candidates, or the `[evaluator]
-//!   count` with the lowest model energies (candidates without a model energy rank
-//!   last, in generation order); `bh` evaluates all.
+//! * **Choose**: the algorithm decides
+//!   ([`Algorithm::choose`](crate::algorithm::Algorithm::choose)).
 //! * **Evaluate** ([`Evaluator::evaluate`]): a single point runs in the driver on its
 //!   own copy of the calculator module (a few tens of microseconds for a cluster: a
 //!   pool round trip would cost more); a relaxation evaluator (`kind = "relax"`) runs
 //!   the chosen candidates in parallel on the pool, with the same box as the model
 //!   relaxation.
-
-use std::cmp::Ordering;
 
 use agox_atoms::optimize::BoxConstraint;
 use agox_pool::{FnHandle, Handle, Pool, PoolError};
@@ -18,33 +15,7 @@ use agox_pool::{FnHandle, Handle, Pool, PoolError};
 use super::postprocess::RelaxArgs;
 use crate::calculator::{optimizer_kind, CalculatorModule, RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
-use crate::script::{Algorithm, EvaluatorKind, EvaluatorSettings};
-
-/// Indices of the candidates to evaluate, in evaluation order.
-///
-/// `bh`, or `count == None`: all, in generation order. Otherwise the `count` lowest
-/// model energies, lowest first (ties and candidates without a model energy keep
-/// generation order, the latter after every candidate that has one).
-pub fn choose(
-    algorithm: Algorithm,
-    count: Option<usize>,
-    model_energies: &[Option<f64>],
-) -> Vec<usize> {
-    let n = model_energies.len();
-    let count = match (algorithm, count) {
-        (Algorithm::Bh, _) | (_, None) => return (0..n).collect(),
-        (_, Some(c)) => c,
-    };
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| match (model_energies[a], model_energies[b]) {
-        (Some(x), Some(y)) => x.total_cmp(&y).then(a.cmp(&b)),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.cmp(&b),
-    });
-    order.truncate(count.min(n));
-    order
-}
+use crate::script::{EvaluatorKind, EvaluatorSettings};
 
 /// The expensive calculation of the chosen candidates.
 #[derive(Debug, Clone)]
@@ -152,25 +123,5 @@ impl Evaluator {
         );
         out.candidates = good;
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn choose_all_for_bh_and_without_count() {
-        let e = [Some(3.0), None, Some(1.0)];
-        assert_eq!(choose(Algorithm::Bh, Some(1), &e), [0, 1, 2]);
-        assert_eq!(choose(Algorithm::Rss, None, &e), [0, 1, 2]);
-    }
-
-    #[test]
-    fn choose_lowest_model_energies_first() {
-        let e = [Some(3.0), None, Some(1.0), Some(1.0), Some(-2.0)];
-        assert_eq!(choose(Algorithm::Rss, Some(3), &e), [4, 2, 3]);
-        assert_eq!(choose(Algorithm::Rss, Some(10), &e), [4, 2, 3, 0, 1]);
-        assert_eq!(choose(Algorithm::Rss, Some(2), &[None, None, None]), [0, 1]);
     }
 }

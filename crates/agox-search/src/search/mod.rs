@@ -5,10 +5,11 @@
 //!    (its schedule), generated on the pool with explicit per-candidate seeds
 //!    `(run seed, iteration, generator index, candidate index)`;
 //! 2. **relax** — [`ParallelRelaxPostprocess`]: every candidate relaxed on the pool in
-//!    the model (the calculator module), template atoms fixed, placed atoms kept in the
-//!    confinement box, from `[relax] start_iteration` on;
-//! 3. **choose** — [`choose`]: `rss` all (or the `[evaluator] count` lowest model
-//!    energies), `bh` all;
+//!    the relaxation model ([`crate::relax_model`]: the calculator in `rss` and `bh`),
+//!    template atoms fixed, placed atoms kept in the confinement box, from
+//!    `[relax] start_iteration` on;
+//! 3. **choose** — [`Algorithm::choose`](crate::algorithm::Algorithm::choose): `rss`
+//!    all (or the `[evaluator] count` lowest model energies), `bh` all;
 //! 4. **evaluate** — [`Evaluator`]: single points in the driver, or relaxations on
 //!    the pool;
 //! 5. **store** — the iteration's evaluations committed to the database in one
@@ -21,7 +22,9 @@
 //!    iteration's [`IterationReport`].
 //!
 //! This is AGOX's observer order (generate → postprocess → evaluate → database →
-//! sampler → sync) written out as plain code.
+//! sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
+//! candidate ([`crate::tasks`]); what differs between the algorithms is asked of
+//! [`Algorithm`](crate::algorithm::Algorithm).
 //!
 //! # Determinism
 //! Nothing depends on the pool's call counter or on which worker ran a task: with 1
@@ -47,7 +50,6 @@
 mod collector;
 mod evaluator;
 mod outputs;
-pub mod pipeline;
 mod postprocess;
 mod resume;
 
@@ -60,26 +62,28 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
-pub use evaluator::{choose, Evaluated, Evaluator};
+pub use evaluator::{Evaluated, Evaluator};
 pub use outputs::{
     candidate_frame, write_atomically, AtomicWrite, Destination, Failures, GeneratorSummary,
     Outputs, PoolSummary, RunLock, RunRecord, StepTimings, Summary, SyncSummary, BEST_FILE,
     DB_FILE, EVALUATED_FILE, FIRST_MESSAGES, LOCK_FILE, RUN_FILE, SUMMARY_FILE,
 };
-pub use pipeline::{lookahead_is_exact, PipelineArgs, PipelineOutput};
 pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
 pub use resume::{check_same_search, resume_settings, History};
 
+use crate::algorithm::RelaxationModel;
 use crate::calculator::{CalculatorModule, CalculatorSpec};
 use crate::candidate::Candidate;
 use crate::db::{Database, DbError};
 use crate::environment::Environment;
 use crate::generators::derive_seed;
+use crate::relax_model::{RelaxModel, RELAX_MODEL_KEY};
 use crate::samplers::SamplerModule;
 use crate::script::Script;
+use crate::tasks::{PipelineArgs, PipelineOutput};
 
-/// Pool key of the calculator module (the model that relaxes and the calculator that
-/// evaluates; the same potential in `rss` and `bh`).
+/// Pool key of the calculator module (the calculator that evaluates; in `rss` and
+/// `bh` also the one the relaxation model relaxes in).
 pub const CALCULATOR_KEY: &str = "calculator";
 /// Pool key of the sampler module.
 pub const SAMPLER_KEY: &str = "sampler";
@@ -291,7 +295,7 @@ pub struct Search {
     time_offset: f64,
     /// The fused generate-and-relax task.
     generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
-    /// Candidates of a later iteration already submitted (see [`pipeline`]).
+    /// Candidates of a later iteration already submitted (see [`crate::tasks`]).
     lookahead: Option<(u64, Vec<Pending<PipelineOutput>>)>,
 }
 
@@ -366,7 +370,7 @@ impl Search {
         lock: RunLock,
         history: History,
     ) -> Result<Search, SearchError> {
-        let (_, fns) = crate::registry::build();
+        let fns = crate::tasks::handles();
         let env = Environment::from_script(&script.environment);
         let spec = CalculatorSpec::from(&script.calculator);
         spec.validate()
@@ -395,7 +399,18 @@ impl Search {
         let postprocess = script
             .relax
             .as_ref()
-            .map(|r| ParallelRelaxPostprocess::new(calculator.link(), r, confinement.clone()));
+            .map(|r| {
+                let model = match script.search.algorithm.relaxation_model() {
+                    RelaxationModel::Calculator => RelaxModel::calculator(calculator.link()),
+                };
+                let model = pool.add_module(RELAX_MODEL_KEY, model)?;
+                Ok::<_, PoolError>(ParallelRelaxPostprocess::new(
+                    model.link(),
+                    r,
+                    confinement.clone(),
+                ))
+            })
+            .transpose()?;
         let evaluator = Evaluator::new(
             script.evaluator.clone(),
             calculator,
@@ -558,13 +573,18 @@ impl Search {
         }
 
         // 1. collect and 2. relax in the model: one fused task per candidate, maybe
-        // submitted during the previous iteration (look-ahead, see `pipeline`).
+        // submitted during the previous iteration (look-ahead, see `crate::tasks`).
         let t = Instant::now();
         let pending = match self.lookahead.take() {
             Some((i, pending)) if i == iteration => pending,
             _ => self.submit_candidates(iteration)?,
         };
-        if lookahead_is_exact(&self.script) && iteration + 1 < self.iterations() {
+        let lookahead = self
+            .script
+            .search
+            .algorithm
+            .lookahead_is_exact(&self.script.generators, &self.script.evaluator.kind);
+        if lookahead && iteration + 1 < self.iterations() {
             self.lookahead = Some((iteration + 1, self.submit_candidates(iteration + 1)?));
         }
         let relax_active = self
@@ -628,11 +648,11 @@ impl Search {
 
         // 3. choose, 4. evaluate
         let t = Instant::now();
-        let chosen = choose(
-            self.script.search.algorithm,
-            self.script.evaluator.count,
-            &relaxed.model_energies,
-        );
+        let chosen = self
+            .script
+            .search
+            .algorithm
+            .choose(self.script.evaluator.count, &relaxed.model_energies);
         let mut pool_of = relaxed.candidates.into_iter().map(Some).collect::<Vec<_>>();
         let chosen: Vec<Candidate> = chosen.iter().filter_map(|&i| pool_of[i].take()).collect();
         let evaluated = self.evaluator.evaluate(&self.pool, chosen)?;

@@ -2,8 +2,8 @@
 //! in parallel on the pool (as the second half of the fused task in
 //! [`super::pipeline`]).
 //!
-//! The model is a [`CalculatorModule`] on the pool (the script's calculator here; the
-//! GPR surrogate later). Template atoms are fixed (the generators mark them in
+//! The model is the pool's [`RelaxModel`] (the calculator, or a surrogate's
+//! acquisition: [`crate::relax_model`]). Template atoms are fixed (the generators mark them in
 //! `atoms.fixed`), the placed atoms are kept inside the confinement box
 //! ([`Environment::box_constraint`](crate::environment::Environment::box_constraint)),
 //! and nothing is relaxed before `start_iteration`.
@@ -13,9 +13,11 @@ use agox_pool::Link;
 
 use crate::calculator::{CalculatorModule, RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
+use crate::relax_model::RelaxModel;
 use crate::script::RelaxSettings;
 
-/// Arguments of the `calculator.relax` pool function.
+/// Arguments of the `calculator.relax` pool function (the evaluator's relaxation in
+/// the calculator).
 pub type RelaxArgs = (Link<CalculatorModule>, agox_atoms::Atoms, RelaxRequest);
 
 /// The candidates after post-processing, with their model energies.
@@ -55,7 +57,7 @@ impl Relaxed {
 /// `ParallelRelaxPostprocess`).
 #[derive(Debug, Clone)]
 pub struct ParallelRelaxPostprocess {
-    model: Link<CalculatorModule>,
+    model: Link<RelaxModel>,
     request: RelaxRequest,
     start_iteration: u64,
 }
@@ -64,7 +66,7 @@ impl ParallelRelaxPostprocess {
     /// Relaxation as `[relax]` says, in `model`, confining the placed atoms with
     /// `confinement`.
     pub fn new(
-        model: Link<CalculatorModule>,
+        model: Link<RelaxModel>,
         settings: &RelaxSettings,
         confinement: BoxConstraint,
     ) -> Self {
@@ -76,7 +78,7 @@ impl ParallelRelaxPostprocess {
     }
 
     /// The model candidates are relaxed in.
-    pub fn model(&self) -> &Link<CalculatorModule> {
+    pub fn model(&self) -> &Link<RelaxModel> {
         &self.model
     }
 
