@@ -9,7 +9,9 @@ use agox_atoms::Evaluation;
 use agox_pool::{default_workers, FnHandle, Handle, Launcher, Pool, PoolConfig};
 use agox_search::calculator::{CalculatorModule, CalculatorSpec};
 use agox_search::registry::{self, SearchFns};
+use agox_search::script::load_calculator;
 use agox_search::search::AtomicWrite;
+use agox_search::socket;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -75,12 +77,27 @@ pub enum PotentialKind {
     Lj,
 }
 
-/// `--potential` and its parameters.
+/// Where `--calculator` clients work unless `--client-dir` says.
+pub const CLIENT_DIR: &str = "agox-clients";
+
+/// `--potential` and its parameters, or `--calculator FILE.toml`.
 #[derive(Debug, Args)]
 pub struct PotentialArgs {
     /// The potential
-    #[arg(long, value_enum, value_name = "NAME")]
-    pub potential: PotentialKind,
+    #[arg(
+        long,
+        value_enum,
+        value_name = "NAME",
+        required_unless_present = "calculator",
+        conflicts_with = "calculator"
+    )]
+    pub potential: Option<PotentialKind>,
+    /// A file holding a `[calculator]` table, as in a search script (any kind, e.g. an external program with `kind = "socket"`)
+    #[arg(long, value_name = "FILE.toml")]
+    pub calculator: Option<PathBuf>,
+    /// Where external-calculator clients work, one directory per worker (worker-N/client.log) [default: agox-clients]
+    #[arg(long, value_name = "DIR")]
+    pub client_dir: Option<PathBuf>,
     /// Lennard-Jones well depth ε [default: 1]
     #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
     pub lj_epsilon: Option<f64>,
@@ -96,20 +113,38 @@ pub struct PotentialArgs {
 }
 
 impl PotentialArgs {
-    /// The calculator these flags describe, validated.
+    /// The calculator these flags (or the `--calculator` file) describe, validated.
     pub fn spec(&self) -> Result<CalculatorSpec> {
+        let lj_flags = self.lj_epsilon.is_some()
+            || self.lj_sigma.is_some()
+            || self.lj_cutoff.is_some()
+            || self.lj_no_shift;
+        if let Some(path) = &self.calculator {
+            if lj_flags {
+                bail!("the --lj-* options apply only to --potential lj; with --calculator, write the parameters in {}", path.display());
+            }
+            let settings = match load_calculator(path) {
+                Ok(s) => s,
+                Err(errors) => bail!("invalid calculator file:\n{errors}"),
+            };
+            let given = self.client_dir.as_deref().unwrap_or(Path::new(CLIENT_DIR));
+            let dir = std::path::absolute(given)
+                .with_context(|| format!("resolving --client-dir {}", given.display()))?;
+            let spec = CalculatorSpec::new(&settings, &dir);
+            spec.validate().context("invalid calculator")?;
+            return Ok(spec);
+        }
+        if self.client_dir.is_some() {
+            bail!("--client-dir applies only to --calculator (a built-in potential has no client)");
+        }
         let spec = match self.potential {
-            PotentialKind::Emt => {
-                if self.lj_epsilon.is_some()
-                    || self.lj_sigma.is_some()
-                    || self.lj_cutoff.is_some()
-                    || self.lj_no_shift
-                {
+            Some(PotentialKind::Emt) | None => {
+                if lj_flags {
                     bail!("the --lj-* options apply only to --potential lj");
                 }
                 CalculatorSpec::Emt
             }
-            PotentialKind::Lj => {
+            Some(PotentialKind::Lj) => {
                 let sigma = self.lj_sigma.unwrap_or(1.0);
                 CalculatorSpec::Lj {
                     epsilon: self.lj_epsilon.unwrap_or(1.0),
@@ -196,8 +231,24 @@ pub struct Session {
     pub calculator: Handle<CalculatorModule>,
 }
 
+impl Session {
+    /// Stops the workers' external-calculator clients (`EXIT`, then signals) once
+    /// the work is done; nothing to do for a built-in potential (it has none). On
+    /// an error the pool is simply dropped: its workers end at once, and each
+    /// client's wrapper ends the client's process group.
+    pub fn finish(self) -> Result<()> {
+        if matches!(self.calculator.lock().spec, CalculatorSpec::Socket { .. }) {
+            self.pool
+                .broadcast(&self.fns.calculator.release, &self.calculator.link())
+                .context("stopping the calculator's clients")?;
+        }
+        Ok(())
+    }
+}
+
 /// Starts a pool sized for `n_frames` frames (never more workers than frames)
-/// and adds the calculator to it.
+/// and adds the calculator to it. An external calculator's clients (one per
+/// worker, or one in this process with no workers) must fit the available cores.
 pub fn start_session(
     spec: CalculatorSpec,
     workers: Option<usize>,
@@ -207,6 +258,11 @@ pub fn start_session(
 ) -> Result<Session> {
     let workers = workers.unwrap_or_else(default_workers).min(n_frames);
     warn_if_oversubscribed(workers, quiet);
+    if let CalculatorSpec::Socket { settings, .. } = &spec {
+        socket::check_cores(settings, workers.max(1), socket::available_cores())
+            .map_err(anyhow::Error::msg)
+            .context("[calculator] ranks_per_client")?;
+    }
     let (registry, fns) = registry::build();
     let mut config = PoolConfig::with_workers(workers);
     if launcher == LauncherKind::Exec {

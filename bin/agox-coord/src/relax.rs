@@ -132,6 +132,7 @@ pub fn run(args: RelaxArgs) -> Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
+    session.finish()?;
     output.finish()?;
     if let Some(t) = trajectory {
         t.finish()?;

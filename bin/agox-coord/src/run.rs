@@ -6,11 +6,13 @@
 //! `best.xyz`, `run.json` and `summary.json` in the output directory.
 //!
 //! * Display: see [`crate::progress`].
-//! * Ctrl-C: the current iteration is abandoned if it has not reached its
-//!   evaluation yet, otherwise finished; the database stays intact, `summary.json`
-//!   is written, and the exit status is 130. A second Ctrl-C ends the process at
-//!   once (the database is still intact: every iteration is one committed
-//!   transaction).
+//! * Ctrl-C (SIGINT) or SIGTERM: the current iteration is abandoned if it has not
+//!   reached its evaluation yet, otherwise finished; the workers' external-calculator
+//!   clients are stopped (`EXIT`, then signals), the database stays intact,
+//!   `summary.json` is written, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
+//!   A second signal ends the process at once (the database is still intact: every
+//!   iteration is one committed transaction; the workers die with the process and
+//!   each client's wrapper ends its process group).
 //! * `--resume`: continue the run in the output directory, with the settings and
 //!   seed its `run.json` records; flags may only confirm them (`--iterations` sets
 //!   the new total). Nothing left to do: nothing is written.
@@ -19,12 +21,12 @@
 //! * Standard output closed (the reader of a pipe left): the run ends after the
 //!   current iteration, with everything stored and `summary.json` written; exit 1.
 //!
-//! Exit status: 0 done, 1 error, 130 interrupted.
+//! Exit status: 0 done, 1 error, 130 interrupted (143 by SIGTERM).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
 use agox_pool::{default_workers, Launcher, Pool, PoolConfig};
@@ -37,29 +39,36 @@ use clap::Args;
 use crate::common::{self, LauncherKind};
 use crate::progress::{energy, Progress};
 
-/// Set by the SIGINT handler; the loop checks it between steps.
+/// Set by the SIGINT and SIGTERM handler; the loop checks it between steps.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The first stop signal received (0: none).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_sigint(_: libc_int) {
-    // Only an atomic store: async-signal-safe.
+extern "C" fn on_stop_signal(signal: libc_int) {
+    // Only atomic operations: async-signal-safe.
+    let _first = STOP_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
 }
 
 #[allow(non_camel_case_types)]
 type libc_int = std::os::raw::c_int;
 
-/// Installs the Ctrl-C handler: the first SIGINT sets [`STOP`] (system calls are
+/// Installs the stop handler for Ctrl-C (SIGINT) and SIGTERM (what `kill` and
+/// batch systems send): the first signal sets [`STOP`] (system calls are
 /// restarted, so pool I/O is not disturbed); the handler then resets itself, so a
-/// second Ctrl-C ends the process the default way.
-fn install_sigint_handler() -> Result<()> {
+/// second signal ends the process the default way.
+fn install_stop_handler() -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
-        SigHandler::Handler(on_sigint),
+        SigHandler::Handler(on_stop_signal),
         SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
         SigSet::empty(),
     );
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe { sigaction(Signal::SIGINT, &action) }.context("installing the Ctrl-C handler")?;
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only uses atomics, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }
+            .with_context(|| format!("installing the {signal} handler"))?;
+    }
     Ok(())
 }
 
@@ -166,7 +175,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(default_workers);
     common::warn_if_oversubscribed(workers, args.quiet);
 
-    install_sigint_handler()?;
+    install_stop_handler()?;
     let t_start = Instant::now();
     let (reg, _) = registry::build();
     let mut config = PoolConfig::with_workers(workers).seed(script.search.seed.unwrap_or(0));
@@ -245,11 +254,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         dir.display()
     ))?;
     if summary.interrupted {
+        let signal = STOP_SIGNAL.load(Ordering::SeqCst);
+        let by = nix::sys::signal::Signal::try_from(signal)
+            .map_or(String::new(), |s| format!(" by {s}"));
         common::note(&format!(
-            "agox-coord: interrupted after iteration {}; the database is intact; continue with --resume",
+            "agox-coord: interrupted{by} after iteration {}; the database is intact; continue with --resume",
             summary.iterations_done
         ));
-        return Ok(ExitCode::from(130));
+        // The shell's convention: 128 + the signal's number.
+        let code = if signal > 0 { 128 + signal } else { 130 };
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(130)));
     }
     Ok(ExitCode::SUCCESS)
 }

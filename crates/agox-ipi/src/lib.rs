@@ -77,6 +77,7 @@ pub mod error;
 pub mod process;
 pub mod serve;
 pub mod session;
+pub mod testsupport;
 pub mod transport;
 pub mod units;
 

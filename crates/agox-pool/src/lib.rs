@@ -73,7 +73,7 @@ pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore
 pub use pool::{Pending, Pool, Unordered};
 pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
 pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
-pub use worker::{serve, Ending, WorkerError, WorkerIdentity};
+pub use worker::{current_worker, serve, Ending, WorkerError, WorkerIdentity};
 
 #[doc(hidden)]
 pub use module::__codec;

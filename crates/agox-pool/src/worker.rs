@@ -73,6 +73,19 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Set on a worker's serving thread: panics there are reported as data, not printed.
     static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The slot of the worker this thread serves as (see [`current_worker`]).
+    static SERVING_AS: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// The worker slot the calling thread serves as, or `None` outside a worker (in the
+/// driver, where an in-process pool runs its tasks).
+///
+/// The same value as [`TaskContext::worker_id`](crate::TaskContext::worker_id), for
+/// code that holds no task context: a module that builds per-worker resources when
+/// first used (an external program with its own directory), whichever task or
+/// method uses it first. A replaced worker serves the same slot.
+pub fn current_worker() -> Option<u32> {
+    SERVING_AS.with(std::cell::Cell::get)
 }
 
 /// Installs, once per process, a panic hook that records where a panic happened
@@ -197,6 +210,7 @@ pub fn serve(
     let worker = id.worker_id;
     let wire = |source| WorkerError::Wire { worker, source };
     SERVING.with(|s| s.set(true));
+    SERVING_AS.with(|s| s.set(Some(worker)));
     release_large_allocations();
     conn.set_nonblocking(false).map_err(|e| wire(e.into()))?;
     let hello = FromWorker::Hello(Hello {

@@ -8,7 +8,7 @@
 //! | sampler ([`Algorithm::sampler`]) | `lowest` when a generator needs parents, else none | required (`[sampler]`) |
 //! | model candidates relax in ([`Algorithm::relaxation_model`]) | the calculator | the calculator |
 //! | which candidates are evaluated ([`Algorithm::choose`]) | all, or the `[evaluator] count` lowest model energies | all |
-//! | next iteration's candidates may start early ([`Algorithm::lookahead_is_exact`]) | when no generator needs a parent and evaluation is a single point | never |
+//! | next iteration's candidates may start early ([`Algorithm::lookahead_is_exact`]) | when no generator needs a parent and evaluation is a single point in the driver | never |
 //!
 //! In every algorithm the evaluator calculates in the real calculator, the iteration's
 //! evaluations are stored in one transaction and then offered to the sampler.
@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::script::{EvaluatorKind, GeneratorSettings, SamplerSettings};
+use crate::script::{CalculatorSettings, EvaluatorKind, GeneratorSettings, SamplerSettings};
 
 /// The search algorithm (`[search] algorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,16 +122,19 @@ impl Algorithm {
     /// iteration `i` ends, giving exactly the same candidates: nothing a task reads
     /// may change at the end of an iteration (no generator needs a parent, and the
     /// relaxation model is the fixed calculator), and the evaluation runs in the
-    /// driver (so queued look-ahead tasks delay no evaluation).
+    /// driver (a single point with a built-in `calculator`), so queued look-ahead
+    /// tasks delay no evaluation.
     pub fn lookahead_is_exact(
         self,
         generators: &[GeneratorSettings],
         evaluator: &EvaluatorKind,
+        calculator: &CalculatorSettings,
     ) -> bool {
         self == Algorithm::Rss
             && self.relaxation_model() == RelaxationModel::Calculator
             && generators.iter().all(|g| !g.kind.needs_parent())
             && matches!(evaluator, EvaluatorKind::SinglePoint)
+            && calculator.single_points_in_driver()
     }
 }
 
@@ -200,8 +203,13 @@ mod tests {
             SamplerNeed::Required(_)
         ));
         let sp = EvaluatorKind::SinglePoint;
-        assert!(Algorithm::Rss.lookahead_is_exact(&only_random, &sp));
-        assert!(!Algorithm::Rss.lookahead_is_exact(&with_rattle, &sp));
-        assert!(!Algorithm::Bh.lookahead_is_exact(&only_random, &sp));
+        let emt = CalculatorSettings::Emt;
+        assert!(Algorithm::Rss.lookahead_is_exact(&only_random, &sp, &emt));
+        assert!(!Algorithm::Rss.lookahead_is_exact(&with_rattle, &sp, &emt));
+        assert!(!Algorithm::Bh.lookahead_is_exact(&only_random, &sp, &emt));
+        // Single points of an external calculator run on the pool: look-ahead tasks
+        // queued before them would delay them.
+        let socket = CalculatorSettings::Socket(crate::socket::SocketSettings::new("client"));
+        assert!(!Algorithm::Rss.lookahead_is_exact(&only_random, &sp, &socket));
     }
 }

@@ -2,17 +2,21 @@
 //! structures, run on whichever worker is free.
 //!
 //! * [`CalculatorSpec`] names a potential and its parameters; it is plain data
-//!   (serde), so it travels to workers and converts from the script's
-//!   `[calculator]` table ([`CalculatorSettings`]).
+//!   (serde), so it travels to workers, and it is made from the script's
+//!   `[calculator]` table ([`CalculatorSpec::new`]).
 //! * [`CalculatorModule`] is the stateful module every worker holds. It builds its
 //!   calculator from the spec on first use and keeps it, so the calculator's
 //!   scratch buffers (and its neighbour list during a relaxation) live across
-//!   calls instead of being allocated for every structure.
-//! * [`register`] adds the module type and two pool functions to a registry:
+//!   calls instead of being allocated for every structure. For an external
+//!   calculator (`kind = "socket"`) what it keeps is the worker's own client
+//!   process ([`crate::socket`]).
+//! * [`register`] adds the module type and its pool functions to a registry:
 //!   `calculator.evaluate` (one single-point calculation) and `calculator.relax`
 //!   (a local relaxation, with fixed atoms, an optional confinement box and an
-//!   optional trajectory). The command line's `calc` and `relax` use them, and so
-//!   does the search loop's parallel relaxation of candidates.
+//!   optional trajectory), which the command line's `calc` and `relax` use; and
+//!   their counterparts for a search's candidates, `calculator.evaluate_candidate`
+//!   and `calculator.relax_candidate`, which return a candidate's failure as a value
+//!   and fail the task only for a failure of the run ([`fails_the_run`]).
 //!
 //! # Results do not depend on the worker
 //! A kept calculator may reuse its neighbour list when a new structure happens to
@@ -21,6 +25,8 @@
 //! structure gives the same bits whichever worker (and after whichever previous
 //! task) it runs on, every call starts with [`CalculatorModule::begin_task`], which
 //! drops that reuse while keeping the allocations.
+
+use std::path::{Path, PathBuf};
 
 use agox_atoms::emt::Emt;
 use agox_atoms::lj::LennardJones;
@@ -33,6 +39,9 @@ use agox_pool::{FnHandle, Link, Module, Registry, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 use crate::script::{CalculatorSettings, Optimizer, RelaxSettings};
+use crate::socket::{SocketSettings, WorkerClient};
+
+pub use crate::socket::fails_the_run;
 
 /// Which potential to use, with its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +60,42 @@ pub enum CalculatorSpec {
         /// (ASE's behaviour).
         shift: bool,
     },
+    /// An external program speaking the i-PI protocol, one client process per
+    /// owner of the module ([`crate::socket`]).
+    Socket {
+        /// How to run the clients.
+        settings: SocketSettings,
+        /// Where each owner's directory (`worker-N`, `driver`) is made.
+        clients_dir: PathBuf,
+    },
 }
 
 impl CalculatorSpec {
+    /// The calculator a script's `[calculator]` table describes; an external one's
+    /// clients work in directories inside `clients_dir` (a search's
+    /// `OUTPUT/workers`).
+    pub fn new(settings: &CalculatorSettings, clients_dir: &Path) -> Self {
+        match settings {
+            CalculatorSettings::Emt => CalculatorSpec::Emt,
+            CalculatorSettings::Lj {
+                epsilon,
+                sigma,
+                cutoff,
+                shift,
+                ..
+            } => CalculatorSpec::Lj {
+                epsilon: *epsilon,
+                sigma: *sigma,
+                cutoff: *cutoff,
+                shift: *shift,
+            },
+            CalculatorSettings::Socket(s) => CalculatorSpec::Socket {
+                settings: s.clone(),
+                clients_dir: clients_dir.to_path_buf(),
+            },
+        }
+    }
+
     /// Lennard-Jones with ASE's defaults for the rest: cutoff 3σ, shifted.
     pub fn lj(epsilon: f64, sigma: f64) -> Self {
         CalculatorSpec::Lj {
@@ -64,11 +106,12 @@ impl CalculatorSpec {
         }
     }
 
-    /// The calculator's short name (`"emt"`, `"lj"`), as in its messages.
+    /// The calculator's short name (`"emt"`, `"lj"`, `"socket"`), as in its messages.
     pub fn name(&self) -> &'static str {
         match self {
             CalculatorSpec::Emt => "emt",
             CalculatorSpec::Lj { .. } => "lj",
+            CalculatorSpec::Socket { .. } => "socket",
         }
     }
 
@@ -77,6 +120,7 @@ impl CalculatorSpec {
     pub fn validate(&self) -> Result<(), CalcError> {
         match *self {
             CalculatorSpec::Emt => Ok(()),
+            CalculatorSpec::Socket { ref settings, .. } => settings.validate(),
             CalculatorSpec::Lj {
                 epsilon,
                 sigma,
@@ -105,6 +149,10 @@ impl CalculatorSpec {
 
     /// A fresh calculator for this spec. Parameters are checked when it first
     /// calculates (or beforehand with [`validate`](Self::validate)).
+    ///
+    /// An external calculator belongs to the process (and the worker slot,
+    /// [`agox_pool::current_worker`]) that builds it: its client starts at its first
+    /// calculation, in that owner's directory.
     pub fn build(&self) -> Box<dyn Calculator> {
         match *self {
             CalculatorSpec::Emt => Box::new(Emt::new()),
@@ -114,33 +162,15 @@ impl CalculatorSpec {
                 cutoff,
                 shift,
             } => Box::new(LennardJones::new(epsilon, sigma, cutoff).shifted(shift)),
+            CalculatorSpec::Socket {
+                ref settings,
+                ref clients_dir,
+            } => Box::new(WorkerClient::new(
+                settings.clone(),
+                clients_dir.clone(),
+                agox_pool::current_worker(),
+            )),
         }
-    }
-}
-
-impl From<&CalculatorSettings> for CalculatorSpec {
-    fn from(s: &CalculatorSettings) -> Self {
-        match *s {
-            CalculatorSettings::Emt => CalculatorSpec::Emt,
-            CalculatorSettings::Lj {
-                epsilon,
-                sigma,
-                cutoff,
-                shift,
-                ..
-            } => CalculatorSpec::Lj {
-                epsilon,
-                sigma,
-                cutoff,
-                shift,
-            },
-        }
-    }
-}
-
-impl From<CalculatorSettings> for CalculatorSpec {
-    fn from(s: CalculatorSettings) -> Self {
-        CalculatorSpec::from(&s)
     }
 }
 
@@ -298,6 +328,13 @@ impl CalculatorModule {
         self.calculator().reset();
     }
 
+    /// Drops the built calculator (the next calculation builds a new one). An
+    /// external calculator's client is stopped: `EXIT`, then SIGTERM and SIGKILL to
+    /// its process group, each after the grace period.
+    pub fn release(&mut self) {
+        self.cache = None;
+    }
+
     /// Energy and forces of `atoms`, and stress when some direction is periodic.
     pub fn evaluate(&mut self, atoms: &Atoms) -> Result<Evaluation, CalcError> {
         self.spec.validate()?;
@@ -350,29 +387,80 @@ pub fn relax_in(
     })
 }
 
+/// Whether a relaxation's failure belongs to the run rather than to the structure
+/// (its calculator's failure does, [`fails_the_run`]).
+pub fn relax_fails_the_run(e: &RelaxError) -> bool {
+    matches!(e, RelaxError::Calculator { source, .. } if fails_the_run(source))
+}
+
+/// A calculation for a search's candidate: its result, or, as a value, why the
+/// candidate failed (the search records it and goes on). A failure of the run
+/// ([`fails_the_run`]) fails the task instead.
+pub type CandidateResult<T> = Result<T, String>;
+
+/// Arguments of `calculator.evaluate` and `calculator.evaluate_candidate`.
+pub type EvaluateArgs = (Link<CalculatorModule>, Atoms);
+
+/// Arguments of `calculator.relax` and `calculator.relax_candidate`.
+pub type RelaxArgs = (Link<CalculatorModule>, Atoms, RelaxRequest);
+
 /// Handles of the calculator's pool functions.
 #[derive(Debug, Clone)]
 pub struct CalcFns {
     /// `calculator.evaluate(module, atoms) -> Evaluation`: one single-point
     /// calculation (stress included for periodic structures).
-    pub evaluate: FnHandle<(Link<CalculatorModule>, Atoms), Evaluation>,
+    pub evaluate: FnHandle<EvaluateArgs, Evaluation>,
     /// `calculator.relax(module, atoms, request) -> RelaxOutcome`: one local
     /// relaxation.
-    pub relax: FnHandle<(Link<CalculatorModule>, Atoms, RelaxRequest), RelaxOutcome>,
+    pub relax: FnHandle<RelaxArgs, RelaxOutcome>,
+    /// `calculator.evaluate_candidate`: `evaluate` for a search's candidate.
+    pub evaluate_candidate: FnHandle<EvaluateArgs, CandidateResult<Evaluation>>,
+    /// `calculator.relax_candidate`: `relax` for a search's candidate.
+    pub relax_candidate: FnHandle<RelaxArgs, CandidateResult<RelaxOutcome>>,
+    /// `calculator.release(module)`: [`CalculatorModule::release`]; broadcast, it
+    /// stops every worker's client.
+    pub release: FnHandle<Link<CalculatorModule>, ()>,
 }
 
 fn evaluate_task(
     ctx: &TaskContext<'_>,
-    (module, atoms): (Link<CalculatorModule>, Atoms),
+    (module, atoms): EvaluateArgs,
 ) -> Result<Evaluation, TaskError> {
     Ok(ctx.module(&module)?.evaluate(&atoms)?)
 }
 
 fn relax_task(
     ctx: &TaskContext<'_>,
-    (module, atoms, request): (Link<CalculatorModule>, Atoms, RelaxRequest),
+    (module, atoms, request): RelaxArgs,
 ) -> Result<RelaxOutcome, TaskError> {
     Ok(ctx.module(&module)?.relax(atoms, &request)?)
+}
+
+fn evaluate_candidate_task(
+    ctx: &TaskContext<'_>,
+    (module, atoms): EvaluateArgs,
+) -> Result<CandidateResult<Evaluation>, TaskError> {
+    match ctx.module(&module)?.evaluate(&atoms) {
+        Ok(e) => Ok(Ok(e)),
+        Err(e) if fails_the_run(&e) => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+fn relax_candidate_task(
+    ctx: &TaskContext<'_>,
+    (module, atoms, request): RelaxArgs,
+) -> Result<CandidateResult<RelaxOutcome>, TaskError> {
+    match ctx.module(&module)?.relax(atoms, &request) {
+        Ok(o) => Ok(Ok(o)),
+        Err(e) if relax_fails_the_run(&e) => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+fn release_task(ctx: &TaskContext<'_>, module: Link<CalculatorModule>) -> Result<(), TaskError> {
+    ctx.module(&module)?.release();
+    Ok(())
 }
 
 /// Registers the [`CalculatorModule`] type and its functions in `reg`.
@@ -381,6 +469,9 @@ pub fn register(reg: &mut Registry) -> CalcFns {
     CalcFns {
         evaluate: reg.function("calculator.evaluate", evaluate_task),
         relax: reg.function("calculator.relax", relax_task),
+        evaluate_candidate: reg.function("calculator.evaluate_candidate", evaluate_candidate_task),
+        relax_candidate: reg.function("calculator.relax_candidate", relax_candidate_task),
+        release: reg.function("calculator.release", release_task),
     }
 }
 
@@ -439,6 +530,7 @@ mod tests {
     fn spec_builds_the_named_potential_and_converts_from_settings() {
         assert_eq!(CalculatorSpec::Emt.build().name(), "emt");
         assert_eq!(CalculatorSpec::lj(1.0, 1.0).build().name(), "lj");
+        let dir = Path::new("/run/workers");
         let s = CalculatorSettings::Lj {
             epsilon: 0.5,
             sigma: 2.0,
@@ -447,7 +539,7 @@ mod tests {
             energy_unit: "eV".into(),
         };
         assert_eq!(
-            CalculatorSpec::from(&s),
+            CalculatorSpec::new(&s, dir),
             CalculatorSpec::Lj {
                 epsilon: 0.5,
                 sigma: 2.0,
@@ -456,7 +548,7 @@ mod tests {
             }
         );
         assert_eq!(
-            CalculatorSpec::from(CalculatorSettings::Emt),
+            CalculatorSpec::new(&CalculatorSettings::Emt, dir),
             CalculatorSpec::Emt
         );
         assert_eq!(
@@ -468,6 +560,79 @@ mod tests {
                 shift: true
             }
         );
+        let socket = SocketSettings::new("client --unix {unix}");
+        let spec = CalculatorSpec::new(&CalculatorSettings::Socket(socket.clone()), dir);
+        assert_eq!(
+            spec,
+            CalculatorSpec::Socket {
+                settings: socket,
+                clients_dir: dir.to_path_buf()
+            }
+        );
+        // Building starts nothing (the client starts at the first calculation).
+        assert_eq!(spec.build().name(), "socket");
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn candidate_functions_return_the_candidates_failures_as_values() {
+        let mut reg = Registry::new();
+        let fns = register(&mut reg);
+        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
+        let calc = pool
+            .add_module("calc", CalculatorModule::new(CalculatorSpec::Emt))
+            .unwrap();
+        let bad = Atoms::new(vec![26], vec![[0.0; 3]]).unwrap();
+        let out = pool
+            .map(
+                &fns.evaluate_candidate,
+                [(calc.link(), au_cluster()), (calc.link(), bad.clone())],
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &CalculatorModule::new(CalculatorSpec::Emt)
+                .evaluate(&au_cluster())
+                .unwrap()
+        );
+        assert!(out[1].as_ref().unwrap_err().contains("Fe"), "{out:?}");
+        let req = RelaxRequest::default();
+        let out = pool
+            .map(&fns.relax_candidate, [(calc.link(), bad, req)])
+            .unwrap();
+        assert!(out[0].as_ref().unwrap_err().contains("Fe"), "{out:?}");
+    }
+
+    #[test]
+    fn a_client_that_cannot_start_fails_the_run_not_the_candidate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = SocketSettings {
+            max_restarts: 0,
+            ..SocketSettings::new("exit 7")
+        };
+        let mut reg = Registry::new();
+        let fns = register(&mut reg);
+        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
+        let spec = CalculatorSpec::new(&CalculatorSettings::Socket(settings), tmp.path());
+        let calc = pool
+            .add_module("calc", CalculatorModule::new(spec))
+            .unwrap();
+        let err = pool
+            .map(&fns.evaluate_candidate, [(calc.link(), au_cluster())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exited with status 7 before connecting"),
+            "{err}"
+        );
+        let req = RelaxRequest::default();
+        let err = pool
+            .map(&fns.relax_candidate, [(calc.link(), au_cluster(), req)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gave up on the client"), "{err}");
+        // The in-process pool's client works in the driver's directory.
+        assert!(tmp.path().join("driver/client.log").is_file());
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 use agox_pool::{FnHandle, Link, Registry, TaskContext, TaskError};
 
-use crate::calculator::{self, CalcFns, RelaxOutcome, RelaxRequest};
+use crate::calculator::{self, relax_fails_the_run, CalcFns, RelaxOutcome, RelaxRequest};
 use crate::generators::{self, generate_task, GenFns, GenerateArgs, GenerateOutput};
 use crate::relax_model::{RelaxModel, RelaxModelError};
 
@@ -57,6 +57,9 @@ fn generate_relax_task(
             let model = ctx.module(&model)?;
             match model.relax(ctx, candidate.atoms.clone(), &request) {
                 Ok(outcome) => Some(Ok(outcome)),
+                // A calculator that cannot run: storing the candidate as failed would
+                // change the result, so the run stops.
+                Err(RelaxModelError::Relax(e)) if relax_fails_the_run(&e) => return Err(e.into()),
                 // The candidate's own failure: a value the loop counts and reports.
                 Err(RelaxModelError::Relax(e)) => Some(Err(e.to_string())),
                 // The pool's state is wrong on this worker: a fault, stop loudly.

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use agox_search::script::{
-    Algorithm, CalculatorSettings, CountSchedule, GeneratorKind, SamplerSettings, Script,
+    load_calculator, Algorithm, CalculatorSettings, CountSchedule, GeneratorKind, SamplerSettings,
+    Script, ScriptErrors,
 };
 
 const INPUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/inputs");
@@ -51,10 +52,9 @@ fn good_scripts_validate() {
     }
 }
 
-#[test]
-fn bad_scripts_fail_as_stated() {
-    let files = tomls("bad");
-    assert!(files.len() >= 20, "{}", files.len());
+/// Checks that loading each of `files` fails with exactly the errors its `#^ `
+/// lines state.
+fn fail_as_stated(files: Vec<PathBuf>, load: impl Fn(&Path) -> Result<(), ScriptErrors>) {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let expected: Vec<&str> = text
@@ -67,8 +67,8 @@ fn bad_scripts_fail_as_stated() {
             "{} states no expected error",
             f.display()
         );
-        let errors = match Script::load(&f) {
-            Ok(_) => panic!("{} should fail", f.display()),
+        let errors = match load(&f) {
+            Ok(()) => panic!("{} should fail", f.display()),
             Err(e) => e.0,
         };
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -87,6 +87,50 @@ fn bad_scripts_fail_as_stated() {
             // Every error points into the file and names a key.
             assert!(got.starts_with(&f.display().to_string()), "{got}");
         }
+    }
+}
+
+#[test]
+fn bad_scripts_fail_as_stated() {
+    let files = tomls("bad");
+    assert!(files.len() >= 20, "{}", files.len());
+    fail_as_stated(files, |f| Script::load(f).map(drop));
+}
+
+/// `calc/relax --calculator FILE`: a file with a `[calculator]` table alone, read
+/// with the script's keys and checks.
+#[test]
+fn calculator_files_load_or_fail_as_stated() {
+    let good = tomls("calculator/good");
+    assert!(good.len() >= 2, "{good:?}");
+    for f in good {
+        if let Err(e) = load_calculator(&f) {
+            panic!("{} should load:\n{e}", f.display());
+        }
+    }
+    let bad = tomls("calculator/bad");
+    assert!(bad.len() >= 3, "{bad:?}");
+    fail_as_stated(bad, |f| load_calculator(f).map(drop));
+
+    // `{script_dir}` is the calculator file's directory.
+    let dir = Path::new(INPUTS).join("calculator/good");
+    match load_calculator(dir.join("ase_emt.toml")).unwrap() {
+        CalculatorSettings::Socket(s) => {
+            let dir = std::path::absolute(&dir).unwrap();
+            assert!(
+                s.command.contains(&format!("{}/", dir.display())),
+                "{}",
+                s.command
+            );
+            assert!(!s.command.contains("{script_dir}"), "{}", s.command);
+            assert_eq!(s.timeout, Some(60.0));
+            assert_eq!(
+                (s.connect_timeout, s.max_restarts, s.grace),
+                (120.0, 3, 3.0)
+            );
+            assert_eq!((s.ranks_per_client, s.oversubscribe), (1, false));
+        }
+        other => panic!("{other:?}"),
     }
 }
 

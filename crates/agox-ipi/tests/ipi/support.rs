@@ -3,72 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agox_atoms::Atoms;
-use agox_ipi::command::shell_quote;
-use agox_ipi::{live_group_members, live_processes, Address, Client, ClientConfig};
+use agox_ipi::{live_group_members, Address, Client, ClientConfig};
 use rand::{Rng, SeedableRng};
 
-/// The repository's root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The interpreter of the environment `.ci/python-env` provides (created once,
-/// then cached outside the source tree). Panics with the script's reason if it
-/// cannot be had: these tests need it, and skipping them silently would hide that.
-pub fn python() -> &'static Path {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = PYTHON.get_or_init(|| {
-        let script = repo().join(".ci/python-env");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} failed ({}):\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Ok(PathBuf::from(path))
-    });
-    match found {
-        Ok(p) => p,
-        Err(e) => panic!("the socket tests need ASE and tblite: {e}"),
-    }
-}
-
-fn q(p: &Path) -> String {
-    shell_quote(&p.display().to_string())
-}
-
-/// The template client serving `calculator` (`emt`, `gfn2-xtb`).
-pub fn ase_command(calculator: &str) -> String {
-    format!(
-        "{} {} --unix {{unix}} --structure {{structure}} --calculator {calculator}",
-        q(python()),
-        q(&repo().join("examples/clients/ase_client.py"))
-    )
-}
-
-/// The misbehaving client with these options.
-pub fn faulty_command(options: &str) -> String {
-    format!(
-        "{} {} --unix {{unix}} --structure {{structure}} {options}",
-        q(python()),
-        q(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/faulty_client.py"))
-    )
-}
+pub use agox_ipi::testsupport::{
+    ase_command, assert_no_clients_under, eventually, faulty_command, python, repo, water_trimer,
+};
 
 /// One reference result.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -121,18 +64,6 @@ pub fn config(command: String, dir: &Path) -> ClientConfig {
     ClientConfig::new(command, dir)
         .connect_timeout(Duration::from_secs(60))
         .grace(Duration::from_secs(2))
-}
-
-/// Waits up to `limit` for `cond`.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
 }
 
 /// What must be gone once a client is dropped.
@@ -233,34 +164,6 @@ pub fn rattled(atoms: &Atoms, amount: f64, seed: u64) -> Atoms {
         }
     }
     out
-}
-
-/// Live processes started for a client working under `dir`: every client process
-/// and its descendants carry `AGOX_IPI_DIR` in their environment.
-pub fn clients_under(dir: &Path) -> Vec<(i32, String)> {
-    let needle = format!("AGOX_IPI_DIR={}", dir.display());
-    live_processes()
-        .map(|(pid, _)| pid)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|var| var.starts_with(needle.as_bytes()))
-            })
-        })
-        .map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            (pid, String::from_utf8_lossy(&cmd).replace('\0', " "))
-        })
-        .collect()
-}
-
-/// Asserts (within 5 s) that no process started for a client under `dir` is left.
-pub fn assert_no_clients_under(dir: &Path) {
-    assert!(
-        eventually(Duration::from_secs(5), || clients_under(dir).is_empty()),
-        "client processes left behind: {:?}",
-        clients_under(dir)
-    );
 }
 
 /// How closely two results must agree.

@@ -1,30 +1,11 @@
 //! tblite's GFN2-xTB through the template client equals tblite called directly.
 
-use agox_atoms::{Atoms, Calculator};
+use agox_atoms::Calculator;
 use agox_ipi::SocketCalculator;
 
 use crate::support::{
-    ase_command, assert_agree, config, rattled, reference, workdir, Tolerance, Traces,
+    ase_command, assert_agree, config, rattled, reference, water_trimer, workdir, Tolerance, Traces,
 };
-
-/// A cyclic water trimer (Å).
-fn water_trimer() -> Atoms {
-    Atoms::from_formula(
-        "OH2OH2OH2",
-        vec![
-            [0.000, 1.600, 0.000],
-            [0.000, 0.640, 0.050],
-            [0.800, 1.950, 0.300],
-            [1.390, -0.800, 0.000],
-            [0.550, -1.250, 0.200],
-            [1.900, -0.700, 0.800],
-            [-1.390, -0.800, 0.000],
-            [-1.450, 0.150, 0.100],
-            [-2.250, -1.150, 0.250],
-        ],
-    )
-    .unwrap()
-}
 
 #[test]
 fn gfn2_xtb_water_trimer_matches_tblite_in_python() {

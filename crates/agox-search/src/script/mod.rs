@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use calculator::CalculatorSettings;
+pub use calculator::{CalculatorSettings, SocketSettings};
 pub use environment::{Confinement, EnvironmentSettings};
 pub use error::{ScriptError, ScriptErrors};
 pub use evaluator::{EvaluatorKind, EvaluatorSettings};
@@ -81,20 +81,7 @@ impl Script {
     /// Read and validate the script at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Script, ScriptErrors> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let message = if path.is_dir() {
-                "is a directory; expected a TOML script".to_owned()
-            } else {
-                format!("cannot read the file: {e}")
-            };
-            ScriptErrors(vec![ScriptError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: "script".to_owned(),
-                message,
-            }])
-        })?;
+        let text = read_text(path, "a TOML script")?;
         Self::parse(&text, path)
     }
 
@@ -102,27 +89,9 @@ impl Script {
     /// resolved against `path`'s directory; nothing is read except a template file).
     pub fn parse(text: &str, path: &Path) -> Result<Script, ScriptErrors> {
         let mut cx = Ctx::new(path, text);
-        let root = match tree::parse(text) {
-            Ok(root) => root,
-            Err((offset, message)) => {
-                let key = cx.src.key_at(offset);
-                let e = cx
-                    .src
-                    .error(offset, key, format!("invalid TOML: {message}"));
-                return Err(ScriptErrors(vec![e]));
-            }
-        };
+        let root = parse_tree(&mut cx, text)?;
         let script = resolve(&mut cx, &root, path, cross::machine_memory());
-        match script {
-            Some(s) if cx.errors.is_empty() => Ok(s),
-            _ => {
-                if cx.errors.is_empty() {
-                    cx.err_file("script", "invalid script");
-                }
-                cx.errors.sort_by_key(|e| (e.line, e.column));
-                Err(ScriptErrors(cx.errors))
-            }
-        }
+        finish(cx, script)
     }
 
     /// The resolved settings as pretty JSON (what `agox-coord validate` prints, and
@@ -157,6 +126,49 @@ impl fmt::Display for Script {
 /// the number of CPUs this process may run on (the pool's own default).
 pub use agox_pool::default_workers;
 
+/// The text of `path`, or the error a loader reports (`what` the file should be).
+fn read_text(path: &Path, what: &str) -> Result<String, ScriptErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let message = if path.is_dir() {
+            format!("is a directory; expected {what}")
+        } else {
+            format!("cannot read the file: {e}")
+        };
+        ScriptErrors(vec![ScriptError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: "script".to_owned(),
+            message,
+        }])
+    })
+}
+
+/// The TOML tree of `text`; a syntax error is the only error reported.
+fn parse_tree(cx: &mut Ctx<'_>, text: &str) -> Result<tree::Table, ScriptErrors> {
+    tree::parse(text).map_err(|(offset, message)| {
+        let key = cx.src.key_at(offset);
+        let e = cx
+            .src
+            .error(offset, key, format!("invalid TOML: {message}"));
+        ScriptErrors(vec![e])
+    })
+}
+
+/// What was read, if no error was found; else every error, in file order.
+fn finish<T>(mut cx: Ctx<'_>, read: Option<T>) -> Result<T, ScriptErrors> {
+    match read {
+        Some(s) if cx.errors.is_empty() => Ok(s),
+        _ => {
+            if cx.errors.is_empty() {
+                cx.err_file("script", "invalid script");
+            }
+            cx.errors.sort_by_key(|e| (e.line, e.column));
+            Err(ScriptErrors(cx.errors))
+        }
+    }
+}
+
 fn script_dir(path: &Path) -> PathBuf {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -173,6 +185,44 @@ fn section_keys<'t>(cx: &mut Ctx<'_>, root: &'t tree::Table, name: &str) -> Opti
 
 fn missing_section(cx: &mut Ctx<'_>, name: &str, message: &str) {
     cx.err_file(&format!("[{name}]"), format!("missing section: {message}"));
+}
+
+/// `[calculator]` of `root`, reporting it missing.
+fn read_calculator(cx: &mut Ctx<'_>, root: &tree::Table, dir: &Path) -> Option<CalculatorSettings> {
+    match section_keys(cx, root, "calculator") {
+        Some(keys) => calculator::read(cx, keys, dir),
+        None => {
+            if root.get("calculator").is_none() {
+                missing_section(
+                    cx,
+                    "calculator",
+                    "expected `kind = \"emt\"`, `\"lj\"` or `\"socket\"`",
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Reads and validates a file holding only a `[calculator]` table, with the keys,
+/// defaults and checks of a script's (`agox-coord calc/relax --calculator FILE`);
+/// `{script_dir}` is the file's directory.
+pub fn load_calculator(path: impl AsRef<Path>) -> Result<CalculatorSettings, ScriptErrors> {
+    let path = path.as_ref();
+    let text = read_text(path, "a TOML file with a [calculator] table")?;
+    let mut cx = Ctx::new(path, &text);
+    let root = parse_tree(&mut cx, &text)?;
+    for (name, at, _) in &root.entries {
+        if name != "calculator" {
+            cx.err(
+                *at,
+                &format!("[{name}]"),
+                "unknown section; expected only `[calculator]` in a calculator file",
+            );
+        }
+    }
+    let settings = read_calculator(&mut cx, &root, &script_dir(path));
+    finish(cx, settings)
 }
 
 fn resolve(
@@ -215,19 +265,7 @@ fn resolve(
             None
         }
     };
-    let calculator = match section_keys(cx, root, "calculator") {
-        Some(keys) => calculator::read(cx, keys),
-        None => {
-            if root.get("calculator").is_none() {
-                missing_section(
-                    cx,
-                    "calculator",
-                    "expected `kind = \"emt\"` or `kind = \"lj\"`",
-                );
-            }
-            None
-        }
-    };
+    let calculator = read_calculator(cx, root, &dir);
     let generators = match root.get("generator") {
         Some(tree::Node {
             kind: Kind::Array(list),

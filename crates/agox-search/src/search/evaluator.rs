@@ -3,26 +3,32 @@
 //!
 //! * **Choose**: the algorithm decides
 //!   ([`Algorithm::choose`](crate::algorithm::Algorithm::choose)).
-//! * **Evaluate** ([`Evaluator::evaluate`]): a single point runs in the driver on its
-//!   own copy of the calculator module (a few tens of microseconds for a cluster: a
-//!   pool round trip would cost more); a relaxation evaluator (`kind = "relax"`) runs
-//!   the chosen candidates in parallel on the pool, with the same box as the model
-//!   relaxation.
+//! * **Evaluate** ([`Evaluator::evaluate`]): a single point with a built-in potential
+//!   runs in the driver on its own copy of the calculator module (a few tens of
+//!   microseconds for a cluster: a pool round trip would cost more); with an external
+//!   calculator it runs on the pool, where the workers' clients live
+//!   ([`CalculatorSettings::single_points_in_driver`]). A relaxation evaluator
+//!   (`kind = "relax"`) runs the chosen candidates in parallel on the pool, with the
+//!   same box as the model relaxation.
+//! * **Failures**: a candidate whose calculation fails is not stored; its message is
+//!   returned in [`Evaluated::failures`]. A failure of the run itself (an external
+//!   program that cannot be started, [`crate::calculator::fails_the_run`]) is an
+//!   error.
 
 use agox_atoms::optimize::BoxConstraint;
-use agox_pool::{FnHandle, Handle, Pool, PoolError};
+use agox_pool::{Handle, Pool, PoolError};
 
-use super::postprocess::RelaxArgs;
-use crate::calculator::{optimizer_kind, CalculatorModule, RelaxOutcome, RelaxRequest};
+use crate::calculator::{optimizer_kind, CalcFns, CalculatorModule, RelaxRequest};
 use crate::candidate::Candidate;
-use crate::script::{EvaluatorKind, EvaluatorSettings};
+use crate::script::{CalculatorSettings, EvaluatorKind, EvaluatorSettings};
 
 /// The expensive calculation of the chosen candidates.
 #[derive(Debug, Clone)]
 pub struct Evaluator {
     settings: EvaluatorSettings,
     calculator: Handle<CalculatorModule>,
-    relax: FnHandle<RelaxArgs, RelaxOutcome>,
+    fns: CalcFns,
+    single_points_in_driver: bool,
     confinement: BoxConstraint,
 }
 
@@ -37,18 +43,20 @@ pub struct Evaluated {
 
 impl Evaluator {
     /// The evaluator `[evaluator]` describes, calculating with `calculator` (a module
-    /// on the pool; its driver copy does single points), relaxing (for `kind =
-    /// "relax"`) with the registered `relax` function inside `confinement`.
+    /// on the pool, made from `kind`), through the pool functions `fns`, relaxing
+    /// (for `kind = "relax"`) inside `confinement`.
     pub fn new(
         settings: EvaluatorSettings,
         calculator: Handle<CalculatorModule>,
-        relax: FnHandle<RelaxArgs, RelaxOutcome>,
+        kind: &CalculatorSettings,
+        fns: CalcFns,
         confinement: BoxConstraint,
     ) -> Self {
         Evaluator {
             settings,
             calculator,
-            relax,
+            fns,
+            single_points_in_driver: kind.single_points_in_driver(),
             confinement,
         }
     }
@@ -66,11 +74,29 @@ impl Evaluator {
         candidates: Vec<Candidate>,
     ) -> Result<Evaluated, PoolError> {
         let mut out = Evaluated::default();
+        if candidates.is_empty() {
+            return Ok(out);
+        }
+        let link = self.calculator.link();
         match &self.settings.kind {
-            EvaluatorKind::SinglePoint => {
+            EvaluatorKind::SinglePoint if self.single_points_in_driver => {
                 let mut calc = self.calculator.lock();
                 for mut c in candidates {
                     match calc.evaluate(&c.atoms) {
+                        Ok(e) => {
+                            c.energy = Some(e.energy);
+                            c.forces = Some(e.forces);
+                            out.candidates.push(c);
+                        }
+                        Err(e) => out.failures.push(format!("single point: {e}")),
+                    }
+                }
+            }
+            EvaluatorKind::SinglePoint => {
+                let args = candidates.iter().map(|c| (link.clone(), c.atoms.clone()));
+                let results = pool.map(&self.fns.evaluate_candidate, args)?;
+                for (mut c, r) in candidates.into_iter().zip(results) {
+                    match r {
                         Ok(e) => {
                             c.energy = Some(e.energy);
                             c.forces = Some(e.forces);
@@ -85,17 +111,12 @@ impl Evaluator {
                 fmax,
                 steps,
             } => {
-                if candidates.is_empty() {
-                    return Ok(out);
-                }
                 let request = RelaxRequest::new(optimizer_kind(*optimizer), *fmax, *steps)
                     .with_confinement(self.confinement.clone());
-                let link = self.calculator.link();
-                let args: Vec<RelaxArgs> = candidates
+                let args = candidates
                     .iter()
-                    .map(|c| (link.clone(), c.atoms.clone(), request.clone()))
-                    .collect();
-                let results = pool.map_results(&self.relax, args)?;
+                    .map(|c| (link.clone(), c.atoms.clone(), request.clone()));
+                let results = pool.map(&self.fns.relax_candidate, args)?;
                 for (mut c, r) in candidates.into_iter().zip(results) {
                     match r {
                         Ok(o) => {
@@ -106,7 +127,7 @@ impl Evaluator {
                             c.meta.relax_steps = Some(before + o.steps as u64);
                             out.candidates.push(c);
                         }
-                        Err(e) => out.failures.push(e.to_string()),
+                        Err(e) => out.failures.push(e),
                     }
                 }
             }

@@ -10,8 +10,9 @@
 //!    `[relax] start_iteration` on;
 //! 3. **choose** — [`Algorithm::choose`](crate::algorithm::Algorithm::choose): `rss`
 //!    all (or the `[evaluator] count` lowest model energies), `bh` all;
-//! 4. **evaluate** — [`Evaluator`]: single points in the driver, or relaxations on
-//!    the pool;
+//! 4. **evaluate** — [`Evaluator`]: single points in the driver (built-in
+//!    potentials) or on the pool (an external calculator, whose clients live on the
+//!    workers), or relaxations on the pool;
 //! 5. **store** — the iteration's evaluations committed to the database in one
 //!    transaction ([`Database::store_many`]), then appended to `evaluated.xyz`
 //!    (and `best.xyz` replaced when the best improved);
@@ -57,10 +58,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use agox_pool::{FnHandle, Handle, Pending, Pool, PoolError, SyncReport};
+use agox_pool::{FnHandle, Handle, Link, Pending, Pool, PoolError, SyncReport};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::calculator::RelaxArgs;
 pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
 pub use evaluator::{Evaluated, Evaluator};
 pub use outputs::{
@@ -68,7 +70,7 @@ pub use outputs::{
     Outputs, PoolSummary, RunLock, RunRecord, StepTimings, Summary, SyncSummary, BEST_FILE,
     DB_FILE, EVALUATED_FILE, FIRST_MESSAGES, LOCK_FILE, RUN_FILE, SUMMARY_FILE,
 };
-pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
+pub use postprocess::{ParallelRelaxPostprocess, Relaxed};
 pub use resume::{check_same_search, resume_settings, History};
 
 use crate::algorithm::RelaxationModel;
@@ -85,6 +87,9 @@ use crate::tasks::{PipelineArgs, PipelineOutput};
 /// Pool key of the calculator module (the calculator that evaluates; in `rss` and
 /// `bh` also the one the relaxation model relaxes in).
 pub const CALCULATOR_KEY: &str = "calculator";
+/// Directory of the output directory in which each worker's external-calculator
+/// client works (`workers/worker-N/`, with its `client.log`).
+pub const CLIENTS_DIR: &str = "workers";
 /// Pool key of the sampler module.
 pub const SAMPLER_KEY: &str = "sampler";
 /// Tag mixed into the sampler's per-iteration seed ("SAMPLER!").
@@ -295,6 +300,8 @@ pub struct Search {
     time_offset: f64,
     /// The fused generate-and-relax task.
     generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
+    /// `calculator.release` (stops the workers' clients).
+    release: FnHandle<Link<CalculatorModule>, ()>,
     /// Candidates of a later iteration already submitted (see [`crate::tasks`]).
     lookahead: Option<(u64, Vec<Pending<PipelineOutput>>)>,
 }
@@ -317,6 +324,7 @@ impl Search {
         if dir.join(DB_FILE).exists() {
             return Err(SearchError::OutputExists { dir });
         }
+        check_calculator(&script, &pool)?;
         let seed = script.search.seed.unwrap_or_else(rand::random::<u64>);
         let db = Database::create(dir.join(DB_FILE))?;
         let outputs = Outputs::open(&dir, true)?;
@@ -340,6 +348,7 @@ impl Search {
     pub fn resume_locked(script: Script, pool: Pool, lock: RunLock) -> Result<Search, SearchError> {
         let dir = script.search.output.clone();
         let script = resume_settings(&dir, Some(&script))?;
+        check_calculator(&script, &pool)?;
         let seed = script.search.seed.ok_or_else(|| {
             SearchError::Resume(format!("{} records no seed", dir.join(RUN_FILE).display()))
         })?;
@@ -372,7 +381,7 @@ impl Search {
     ) -> Result<Search, SearchError> {
         let fns = crate::tasks::handles();
         let env = Environment::from_script(&script.environment);
-        let spec = CalculatorSpec::from(&script.calculator);
+        let spec = CalculatorSpec::new(&script.calculator, &script.search.output.join(CLIENTS_DIR));
         spec.validate()
             .map_err(|e| SearchError::Calculator(e.to_string()))?;
         let calculator = pool.add_module(CALCULATOR_KEY, CalculatorModule::new(spec))?;
@@ -414,7 +423,8 @@ impl Search {
         let evaluator = Evaluator::new(
             script.evaluator.clone(),
             calculator,
-            fns.calculator.relax.clone(),
+            &script.calculator,
+            fns.calculator.clone(),
             confinement,
         );
         let resumed_at = (!history.iterations.is_empty()).then(|| history.next_iteration());
@@ -452,6 +462,7 @@ impl Search {
             timings: StepTimings::default(),
             started: Instant::now(),
             generate_relax: fns.generate_relax,
+            release: fns.calculator.release,
             lookahead: None,
         })
     }
@@ -579,11 +590,11 @@ impl Search {
             Some((i, pending)) if i == iteration => pending,
             _ => self.submit_candidates(iteration)?,
         };
-        let lookahead = self
-            .script
-            .search
-            .algorithm
-            .lookahead_is_exact(&self.script.generators, &self.script.evaluator.kind);
+        let lookahead = self.script.search.algorithm.lookahead_is_exact(
+            &self.script.generators,
+            &self.script.evaluator.kind,
+            &self.script.calculator,
+        );
         if lookahead && iteration + 1 < self.iterations() {
             self.lookahead = Some((iteration + 1, self.submit_candidates(iteration + 1)?));
         }
@@ -832,12 +843,31 @@ impl Search {
                 Err(e)
             }
             None => {
+                self.stop_clients()?;
                 let mut summary = self.summary(interrupted);
                 summary.error = stopped;
                 self.outputs.write_json(SUMMARY_FILE, &summary)?;
                 Ok(summary)
             }
         }
+    }
+
+    /// Stops the workers' external-calculator clients (`EXIT`, then signals), so a
+    /// run that ends leaves none behind, however the pool is stopped later; a later
+    /// calculation starts new ones. Waits for each worker's current task. Nothing
+    /// to do for a built-in potential.
+    ///
+    /// [`run_with`](Self::run_with) and [`finish`](Self::finish) call it. After an
+    /// error it is not called: the workers may be in the middle of long
+    /// calculations whose results are no longer wanted; dropping the pool then ends
+    /// the workers at once, and each client's wrapper ends its process group
+    /// (SIGTERM, then SIGKILL).
+    pub fn stop_clients(&self) -> Result<(), SearchError> {
+        if self.script.calculator.socket().is_some() {
+            let link = Link::new(CALCULATOR_KEY);
+            self.pool.broadcast(&self.release, &link)?;
+        }
+        Ok(())
     }
 
     /// Runs every remaining iteration and writes `summary.json`.
@@ -887,12 +917,26 @@ impl Search {
         }
     }
 
-    /// Writes `summary.json` and returns the summary.
+    /// Stops the workers' clients ([`stop_clients`](Self::stop_clients)), writes
+    /// `summary.json` and returns the summary.
     pub fn finish(&mut self, interrupted: bool) -> Result<Summary, SearchError> {
+        self.stop_clients()?;
         let summary = self.summary(interrupted);
         self.outputs.write_json(SUMMARY_FILE, &summary)?;
         Ok(summary)
     }
+}
+
+/// Checks, before anything is stored, that the calculator can run with this pool:
+/// an external calculator's clients (one per worker, or the driver's one when the
+/// pool runs in process) must fit the cores this process may use.
+fn check_calculator(script: &Script, pool: &Pool) -> Result<(), SearchError> {
+    if let Some(settings) = script.calculator.socket() {
+        let clients = pool.size().max(1);
+        crate::socket::check_cores(settings, clients, crate::socket::available_cores())
+            .map_err(SearchError::Calculator)?;
+    }
+    Ok(())
 }
 
 /// How a generator is named in messages and in `summary.json`: its place in the

@@ -11,14 +11,10 @@
 use agox_atoms::optimize::BoxConstraint;
 use agox_pool::Link;
 
-use crate::calculator::{CalculatorModule, RelaxOutcome, RelaxRequest};
+use crate::calculator::{RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
 use crate::relax_model::RelaxModel;
 use crate::script::RelaxSettings;
-
-/// Arguments of the `calculator.relax` pool function (the evaluator's relaxation in
-/// the calculator).
-pub type RelaxArgs = (Link<CalculatorModule>, agox_atoms::Atoms, RelaxRequest);
 
 /// The candidates after post-processing, with their model energies.
 #[derive(Debug, Clone, Default)]
