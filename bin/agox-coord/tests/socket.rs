@@ -17,7 +17,7 @@ use agox_atoms::extxyz::{self, Frame};
 use agox_atoms::Atoms;
 use agox_ipi::command::shell_quote;
 use agox_ipi::testsupport::{
-    ase_command, assert_no_clients_under, clients_under, eventually, faulty_command, python,
+    ase_command, assert_no_clients_under, clients_under, eventually, faulty_command, reference,
     water_trimer,
 };
 use agox_search::db::Database;
@@ -77,6 +77,13 @@ kind = "lowest"
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// [`search_script`] through the misbehaving client with `options`.
+fn faulty_search(dir: &Path, iterations: u64, options: &str) -> PathBuf {
+    let name = format!("faulty{}", options.len());
+    let table = socket_table(&faulty_command(options), "");
+    search_script(dir, &name, iterations, &table, "")
 }
 
 fn stored(dir: &Path) -> Vec<Candidate> {
@@ -149,16 +156,21 @@ fn assert_same_database(got: &[Candidate], want: &[Candidate], tol: f64) {
     }
 }
 
-/// Banner lines the client wrapper writes at each start, over every log under `dir`.
-fn client_starts(dir: &Path) -> usize {
-    let mut n = 0;
+/// Every client log under `dir` (the clients' directory), one after the other.
+fn client_logs(dir: &Path) -> String {
+    let mut all = String::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let log = entry.unwrap().path().join("client.log");
         if let Ok(text) = std::fs::read_to_string(&log) {
-            n += text.matches("=== agox-ipi: start").count();
+            all.push_str(&text);
         }
     }
-    n
+    all
+}
+
+/// Starts of clients under `dir`: the banner the client wrapper writes at each.
+fn client_starts(dir: &Path) -> usize {
+    client_logs(dir).matches("=== agox-ipi: start").count()
 }
 
 /// A few Au6Cu2 clusters (same composition and order, as one client serves).
@@ -408,23 +420,8 @@ fn relaxations_and_evaluation_share_the_workers_client() {
 fn a_killed_client_is_restarted_and_the_search_is_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let once = tmp.path().join("crashed");
-    let crashing = search_script(
-        tmp.path(),
-        "crashing",
-        6,
-        &socket_table(
-            &faulty_command(&format!("--crash-on 4 --once {}", q(&once))),
-            "",
-        ),
-        "",
-    );
-    let calm = search_script(
-        tmp.path(),
-        "calm",
-        6,
-        &socket_table(&faulty_command(""), ""),
-        "",
-    );
+    let crashing = faulty_search(tmp.path(), 6, &format!("--crash-on 4 --once {}", q(&once)));
+    let calm = faulty_search(tmp.path(), 6, "");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     run_ok(&crashing, &a, "2");
     run_ok(&calm, &b, "2");
@@ -435,10 +432,7 @@ fn a_killed_client_is_restarted_and_the_search_is_unchanged() {
     assert_eq!(s["evaluations"], 18);
     // Two first starts and one restart.
     assert_eq!(client_starts(&a.join("workers")), 3);
-    let logs: String = ["worker-0", "worker-1"]
-        .iter()
-        .map(|w| std::fs::read_to_string(a.join("workers").join(w).join("client.log")).unwrap())
-        .collect();
+    let logs = client_logs(&a.join("workers"));
     assert!(
         logs.contains("faulty_client: crashing in evaluation 4"),
         "{logs}"
@@ -453,16 +447,7 @@ fn a_killed_client_is_restarted_and_the_search_is_unchanged() {
 fn a_failed_evaluation_fails_the_candidate_and_the_search_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let once = tmp.path().join("failed");
-    let script = search_script(
-        tmp.path(),
-        "failing",
-        4,
-        &socket_table(
-            &faulty_command(&format!("--fail-on 2 --once {}", q(&once))),
-            "",
-        ),
-        "",
-    );
+    let script = faulty_search(tmp.path(), 4, &format!("--fail-on 2 --once {}", q(&once)));
     let out = tmp.path().join("out");
     run_ok(&script, &out, "2");
     let s = summary(&out);
@@ -528,13 +513,7 @@ fn a_client_that_cannot_start_fails_the_run_and_keeps_what_was_stored() {
 /// Starts a long socket run (2 workers) and waits until both clients run and the
 /// database holds a row.
 fn start_long_socket_run(tmp: &Path) -> (Child, PathBuf) {
-    let script = search_script(
-        tmp,
-        "long",
-        100_000,
-        &socket_table(&faulty_command("--sleep 0.01"), ""),
-        "",
-    );
+    let script = faulty_search(tmp, 100_000, "--sleep 0.01");
     let out = tmp.join("out");
     let mut child = Command::new(BIN)
         .args([
@@ -645,8 +624,9 @@ fn gfn2_xtb_through_calc_equals_tblite_in_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = tblite_reference(&frames);
-    for (i, (g, (we, wf))) in read_frames(&output).iter().zip(&want).enumerate() {
+    let want = reference("gfn2-xtb", "direct", &frames);
+    for (i, (g, w)) in read_frames(&output).iter().zip(&want).enumerate() {
+        let (we, wf) = (&w.energy, &w.forces);
         let e = g.energy.unwrap();
         assert!((e - we).abs() <= 1e-8, "frame {i}: {e} vs {we}");
         for (a, b) in g
@@ -660,7 +640,11 @@ fn gfn2_xtb_through_calc_equals_tblite_in_python() {
             assert!((a - b).abs() <= 1e-8, "frame {i}: force {a} vs {b}");
         }
     }
-    assert!(want[0].0 < -400.0, "GFN2-xTB, not EMT: {}", want[0].0);
+    assert!(
+        want[0].energy < -400.0,
+        "GFN2-xTB, not EMT: {}",
+        want[0].energy
+    );
     assert_no_clients_under(&clients);
 }
 
@@ -715,38 +699,4 @@ steps = 25
     assert!(rows.iter().all(|c| c.energy.unwrap() < -400.0));
     assert_eq!(client_starts(&out.join("workers")), 2);
     assert_no_clients_under(&out.join("workers"));
-}
-
-/// Energies and forces of `frames`, in order, from one tblite calculator called in
-/// Python (`crates/agox-ipi/tests/clients/reference.py`).
-fn tblite_reference(frames: &[Atoms]) -> Vec<(f64, Vec<[f64; 3]>)> {
-    let request = serde_json::json!({
-        "calculator": "gfn2-xtb",
-        "mode": "direct",
-        "structures": frames.iter().map(|a| serde_json::json!({
-            "numbers": a.numbers, "positions": a.positions, "cell": a.cell, "pbc": a.pbc,
-        })).collect::<Vec<_>>(),
-    });
-    let mut child = Command::new(python())
-        .arg(repo().join("crates/agox-ipi/tests/clients/reference.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "reference.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    results
-        .iter()
-        .map(|r| {
-            let forces = serde_json::from_value(r["forces"].clone()).unwrap();
-            (r["energy"].as_f64().unwrap(), forces)
-        })
-        .collect()
 }

@@ -98,6 +98,57 @@ pub fn water_trimer() -> Atoms {
     }
 }
 
+/// One reference result of `reference.py`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Reference {
+    /// Energy (eV).
+    pub energy: f64,
+    /// Forces (eV/Å).
+    pub forces: Vec<[f64; 3]>,
+    /// Stress (Voigt, eV/Å³), for periodic structures.
+    #[serde(default)]
+    pub stress: Option<[f64; 6]>,
+}
+
+/// Results of `structures`, in order, computed in Python without agox-rs
+/// (`crates/agox-ipi/tests/clients/reference.py`) by `calculator` (`emt`,
+/// `gfn2-xtb`): `mode` "direct" calls one calculator object for all of them,
+/// "socketio" goes through ASE's own `SocketIOCalculator` and the template client.
+///
+/// # Panics
+/// If the script cannot be run or fails, with its error output.
+pub fn reference(calculator: &str, mode: &str, structures: &[Atoms]) -> Vec<Reference> {
+    let request = serde_json::json!({
+        "calculator": calculator,
+        "mode": mode,
+        "client": repo().join("examples/clients/ase_client.py"),
+        "structures": structures.iter().map(|a| serde_json::json!({
+            "numbers": a.numbers, "positions": a.positions, "cell": a.cell, "pbc": a.pbc,
+        })).collect::<Vec<_>>(),
+    });
+    let script = repo().join("crates/agox-ipi/tests/clients/reference.py");
+    let run = || -> Result<Vec<Reference>, String> {
+        let mut child = Command::new(python())
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        serde_json::to_writer(stdin, &request).map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(r) => r,
+        Err(e) => panic!("{} failed: {e}", script.display()),
+    }
+}
+
 /// Live processes started for a client whose working directory is `dir` or lies
 /// under it: every client process and its descendants carry `AGOX_IPI_DIR` in their
 /// environment. Returns their pids and command lines.

@@ -479,7 +479,7 @@ pub fn register(reg: &mut Registry) -> CalcFns {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use agox_pool::{Pool, PoolConfig};
+    use agox_pool::{Handle, Pool, PoolConfig};
 
     fn au_cluster() -> Atoms {
         let d = 2.9;
@@ -524,6 +524,17 @@ mod tests {
         Atoms::new(vec![29; n], positions)
             .unwrap()
             .with_cell([[c, 0.0, 0.0], [0.0, c, 0.0], [0.0, 0.0, c]], [true; 3])
+    }
+
+    /// An in-process pool with the calculator `spec` under `calc`.
+    fn in_process_pool(spec: CalculatorSpec) -> (Pool, CalcFns, Handle<CalculatorModule>) {
+        let mut reg = Registry::new();
+        let fns = register(&mut reg);
+        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
+        let calc = pool
+            .add_module("calc", CalculatorModule::new(spec))
+            .unwrap();
+        (pool, fns, calc)
     }
 
     #[test]
@@ -576,12 +587,7 @@ mod tests {
 
     #[test]
     fn candidate_functions_return_the_candidates_failures_as_values() {
-        let mut reg = Registry::new();
-        let fns = register(&mut reg);
-        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
-        let calc = pool
-            .add_module("calc", CalculatorModule::new(CalculatorSpec::Emt))
-            .unwrap();
+        let (pool, fns, calc) = in_process_pool(CalculatorSpec::Emt);
         let bad = Atoms::new(vec![26], vec![[0.0; 3]]).unwrap();
         let out = pool
             .map(
@@ -610,13 +616,8 @@ mod tests {
             max_restarts: 0,
             ..SocketSettings::new("exit 7")
         };
-        let mut reg = Registry::new();
-        let fns = register(&mut reg);
-        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
         let spec = CalculatorSpec::new(&CalculatorSettings::Socket(settings), tmp.path());
-        let calc = pool
-            .add_module("calc", CalculatorModule::new(spec))
-            .unwrap();
+        let (pool, fns, calc) = in_process_pool(spec);
         let err = pool
             .map(&fns.evaluate_candidate, [(calc.link(), au_cluster())])
             .unwrap_err()
@@ -743,12 +744,7 @@ mod tests {
 
     #[test]
     fn pool_functions_give_the_in_process_results_in_order() {
-        let mut reg = Registry::new();
-        let fns = register(&mut reg);
-        let pool = Pool::start(reg, PoolConfig::with_workers(0)).unwrap();
-        let calc = pool
-            .add_module("calc", CalculatorModule::new(CalculatorSpec::Emt))
-            .unwrap();
+        let (pool, fns, calc) = in_process_pool(CalculatorSpec::Emt);
         let frames = [au_cluster(), periodic_cu()];
         let evals = pool
             .map(

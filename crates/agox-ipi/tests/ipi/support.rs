@@ -2,7 +2,6 @@
 //! structures and process checks.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agox_atoms::Atoms;
@@ -10,46 +9,8 @@ use agox_ipi::{live_group_members, Address, Client, ClientConfig};
 use rand::{Rng, SeedableRng};
 
 pub use agox_ipi::testsupport::{
-    ase_command, assert_no_clients_under, eventually, faulty_command, python, repo, water_trimer,
+    ase_command, assert_no_clients_under, eventually, faulty_command, reference, water_trimer,
 };
-
-/// One reference result.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Reference {
-    pub energy: f64,
-    pub forces: Vec<[f64; 3]>,
-    #[serde(default)]
-    pub stress: Option<[f64; 6]>,
-}
-
-/// Results computed in Python without agox-rs (`tests/clients/reference.py`):
-/// `mode` "direct" calls the calculator, "socketio" goes through ASE's own
-/// `SocketIOCalculator` and the template client.
-pub fn reference(calculator: &str, mode: &str, structures: &[Atoms]) -> Vec<Reference> {
-    let request = serde_json::json!({
-        "calculator": calculator,
-        "mode": mode,
-        "client": repo().join("examples/clients/ase_client.py"),
-        "structures": structures.iter().map(|a| serde_json::json!({
-            "numbers": a.numbers, "positions": a.positions, "cell": a.cell, "pbc": a.pbc,
-        })).collect::<Vec<_>>(),
-    });
-    let mut child = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/reference.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "reference.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// A fresh working directory for one test's client.
 pub fn workdir() -> tempfile::TempDir {
