@@ -8,5 +8,6 @@ mod faults;
 mod lifecycle;
 #[path = "../support/proc.rs"]
 mod proc;
+mod recovery;
 mod scheduling;
 mod state;

@@ -58,6 +58,8 @@
 mod config;
 mod core;
 mod error;
+mod events;
+mod handshake;
 mod launch;
 mod module;
 mod pool;
@@ -68,6 +70,9 @@ mod worker;
 
 pub use config::{default_workers, Launcher, PoolConfig};
 pub use error::{PoolError, TaskFailure, WorkerName};
+pub use events::{EventSink, LossCause, PoolEvent, RefusalKind, WorkerExit};
+#[doc(hidden)]
+pub use handshake::fuzz_greeting;
 pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};
