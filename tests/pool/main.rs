@@ -11,3 +11,4 @@ mod proc;
 mod recovery;
 mod scheduling;
 mod state;
+mod strangers;

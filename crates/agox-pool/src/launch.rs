@@ -726,7 +726,14 @@ fn run_worker(
     match ending {
         Ok(_) => 0,
         Err(e) => {
-            if !orphaned {
+            // A connection reset or broken pipe is the coordinator going away (or
+            // dropping this worker): nobody is left to read a message about it.
+            let hung_up = matches!(
+                &e,
+                worker::WorkerError::Wire { source: agox_wire::WireError::Io(io), .. }
+                    if matches!(io.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+            );
+            if !orphaned && !hung_up {
                 raw_eprint(&e.to_string());
             }
             3
