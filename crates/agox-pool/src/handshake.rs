@@ -263,6 +263,11 @@ impl Door {
         self.recent.iter().cloned().collect()
     }
 
+    /// Whether the connection on `fd` is waiting.
+    pub fn holds(&self, fd: RawFd) -> bool {
+        self.pending.iter().any(|p| p.conn.raw_fd() == fd)
+    }
+
     /// Descriptors of waiting connections, for `poll`.
     pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         self.pending.iter().map(|p| p.conn.raw_fd())

@@ -146,6 +146,14 @@ impl Launcher {
         }
     }
 
+    /// Whether exits were gathered and not taken yet.
+    pub fn has_exits(&self) -> bool {
+        match self {
+            Launcher::Fork(f) => !f.exits.is_empty(),
+            Launcher::Exec(e) => !e.exits.is_empty(),
+        }
+    }
+
     /// Exits gathered so far, oldest first.
     pub fn take_exits(&mut self) -> Vec<(u32, WorkerExit)> {
         let exits = match self {

@@ -668,6 +668,7 @@ impl Core {
             }
         }
         let mut door = false;
+        let mut exits = false;
         for (pfd, owner) in fds.iter().zip(owners) {
             if pfd.revents == 0 {
                 continue;
@@ -686,8 +687,7 @@ impl Core {
                 }
                 Owner::Waiting => self.greeting(pfd.fd),
                 Owner::Door => door = true,
-                // Exits are gathered below, every turn.
-                Owner::Launcher => {}
+                Owner::Launcher => exits = true,
             }
         }
         // Waiting connections were served first: a flood of new ones cannot push
@@ -695,7 +695,15 @@ impl Core {
         if door {
             self.accept_connections();
         }
-        self.reap_exits();
+        // Exits may also wait in the launcher's queue, gathered while it waited
+        // for another worker's.
+        let pending = self
+            .launcher
+            .as_ref()
+            .is_some_and(|l| l.needs_polling() || l.has_exits());
+        if exits || pending {
+            self.reap_exits();
+        }
         self.check_deadlines();
         self.check_broken()
     }

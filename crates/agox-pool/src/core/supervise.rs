@@ -127,9 +127,15 @@ impl Core {
                     .iter()
                     .any(|w| w.pid == pid && matches!(w.phase, Phase::Starting { .. }))
             });
+            let fd = conn.raw_fd();
             let my_uid = self.my_uid;
             for refusal in self.door.admit(conn, my_uid, ours) {
                 self.refused(refusal);
+            }
+            // A worker greets right after connecting, and a flood's connections
+            // are often closed already: read at once instead of a poll later.
+            if self.door.holds(fd) {
+                self.greeting(fd);
             }
         }
     }
