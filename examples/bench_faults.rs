@@ -15,10 +15,14 @@
 //!
 //! `cargo run --release --example bench_faults`
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use agox::pool::{
     dynamic_attributes, EventSink, Link, Module, Pool, PoolConfig, PoolEvent, Registry,
     TaskContext, TaskError,
 };
+use measure::{median, rss_kb};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -69,31 +73,6 @@ fn registry() -> (Registry, Fns) {
             len,
         },
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A pool whose events arrive, time-stamped, on the returned channel.

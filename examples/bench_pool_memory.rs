@@ -5,9 +5,13 @@
 //!
 //! `cargo run --release --example bench_pool_memory [-- --iterations 10000]`
 
+#[path = "support/measure.rs"]
+mod measure;
+
 use agox::pool::{
     dynamic_attributes, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
 };
+use measure::rss_kb;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -22,18 +26,6 @@ struct Model {
 impl Module for Model {
     const TYPE_NAME: &'static str = "Model";
     dynamic_attributes!(weights, step);
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,9 @@
 //! arrive while the event loop turns, and a connection that has not greeted within
 //! the handshake timeout is dropped. At most [`MAX_PENDING`] connections wait at
 //! once; beyond that the oldest is dropped, except a connection from a process the
-//! pool launched itself. Refusals are counted, and only the last few reasons kept.
+//! pool launched itself. The coordinator accepts at most [`ACCEPTS_PER_TURN`] per
+//! turn, then pauses accepting for a moment. Refusals are counted, and only the
+//! last few reasons kept.
 
 use crate::events::RefusalKind;
 use crate::transport::Connection;

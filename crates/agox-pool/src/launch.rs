@@ -117,15 +117,16 @@ impl Launcher {
         }
     }
 
-    /// Descriptors that become readable when a worker exits (or the launcher goes).
-    pub fn poll_fds(&self) -> Vec<RawFd> {
+    /// Calls `f` with each descriptor that becomes readable when a worker exits
+    /// (or the launcher goes). No allocation: this runs every turn of the loop.
+    pub fn each_poll_fd(&self, mut f: impl FnMut(RawFd)) {
         match self {
-            Launcher::Fork(f) => vec![f.sock.as_raw_fd()],
+            Launcher::Fork(server) => f(server.sock.as_raw_fd()),
             Launcher::Exec(e) => e
                 .children
                 .iter()
                 .filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd))
-                .collect(),
+                .for_each(f),
         }
     }
 
@@ -179,7 +180,8 @@ impl Launcher {
             if left.is_zero() || self.gone().is_some() {
                 return None;
             }
-            let fds = self.poll_fds();
+            let mut fds = Vec::new();
+            self.each_poll_fd(|fd| fds.push(fd));
             let wait = if self.needs_polling() {
                 left.min(Duration::from_millis(1))
             } else {

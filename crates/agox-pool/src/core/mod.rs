@@ -225,6 +225,8 @@ pub(crate) struct Core {
     endpoint: Option<Box<dyn Endpoint>>,
     launcher: Option<Launcher>,
     token: String,
+    /// The registry's fingerprint, which every worker's greeting must match.
+    fingerprint: u64,
     my_uid: u32,
     workers: Vec<Worker>,
     queue: VecDeque<u64>,
@@ -252,6 +254,9 @@ pub(crate) struct Core {
     failed_replacements: u64,
     /// Connections waiting for their greeting; refusals.
     door: Door,
+    /// New connections are not accepted before this instant: after a full burst
+    /// the door closes for a moment, so a flood costs the loop a bounded share.
+    next_accept: Instant,
     /// Why workers were lost (the most recent [`MAX_LOSSES`]).
     losses: VecDeque<WorkerLoss>,
     /// Exits reported for live or starting workers, until their loss is handled.
@@ -283,6 +288,7 @@ impl Core {
             endpoint: None,
             launcher: None,
             token: random_token(),
+            fingerprint: registry.fingerprint(),
             my_uid: nix::unistd::geteuid().as_raw(),
             workers: Vec::new(),
             queue: VecDeque::new(),
@@ -304,6 +310,7 @@ impl Core {
             workers_lost: 0,
             failed_replacements: 0,
             door: Door::new(cfg.handshake_timeout),
+            next_accept: Instant::now(),
             losses: VecDeque::new(),
             exits: HashMap::new(),
             starting: true,
@@ -650,13 +657,17 @@ impl Core {
             watch(fd, libc::POLLIN, Owner::Waiting);
         }
         // New connections: workers, and strangers who get a refusal.
-        if let Some(fd) = self.endpoint.as_ref().and_then(|e| e.raw_fd()) {
+        let now = Instant::now();
+        if let Some(fd) = self
+            .endpoint
+            .as_ref()
+            .and_then(|e| e.raw_fd())
+            .filter(|_| now >= self.next_accept)
+        {
             watch(fd, libc::POLLIN, Owner::Door);
         }
         if let Some(l) = &self.launcher {
-            for fd in l.poll_fds() {
-                watch(fd, libc::POLLIN, Owner::Launcher);
-            }
+            l.each_poll_fd(|fd| watch(fd, libc::POLLIN, Owner::Launcher));
         }
         let timeout_ms = self.poll_timeout_ms();
         // SAFETY: `fds` is a valid array of pollfd for its length.
@@ -728,6 +739,9 @@ impl Core {
                 Phase::Delayed { at: when } => at(when),
                 Phase::Live | Phase::Down => {}
             }
+        }
+        if self.next_accept > now {
+            at(self.next_accept);
         }
         if let Some(t) = self.door.next_deadline() {
             at(t);

@@ -31,6 +31,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between replacements.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Pause in accepting after a full burst of [`ACCEPTS_PER_TURN`] connections: at
+/// most 16 new connections per millisecond take the loop's time.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(1);
+
 impl Core {
     /// Returns the error that ends the current call, if the start failed or the
     /// pool is broken.
@@ -138,6 +142,9 @@ impl Core {
                 self.greeting(fd);
             }
         }
+        // A full burst: more are probably waiting. They wait in the backlog (a
+        // flooder's connect blocks there) while the loop serves its workers.
+        self.next_accept = Instant::now() + ACCEPT_PAUSE;
     }
 
     /// Reads a waiting connection's greeting; welcomes a worker into its slot.
@@ -150,7 +157,7 @@ impl Core {
             .collect();
         let expect = Expect {
             token: &self.token,
-            fingerprint: self.registry.fingerprint(),
+            fingerprint: self.fingerprint,
             protocol: PROTOCOL_VERSION,
             waiting: &waiting,
             pool_size: self.cfg.workers,
