@@ -19,18 +19,21 @@ enum Op {
 }
 
 /// A task kills its own worker 300 ms after starting, while `op` is queued behind
-/// it on that worker. The replacement is spawned inside the broadcast; it must end
-/// up with exactly what the others hold, and the record must not claim more.
+/// it on that worker; the other worker is busy for 700 ms, so the broadcast is
+/// still waiting for it when the replacement greets. The replacement joins in the
+/// middle of the broadcast: it must end up with exactly what the others hold, and
+/// the record must not claim more.
 fn loss_during(op: Op) {
     let (pool, f, mut events) = pool_with_events(PoolConfig::with_workers(2).seed(7));
     let m = pool
         .add_module("model", Model::new(vec![1.0], 0.5))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // Goes to a worker at once; the broadcast below queues behind it there.
+    // Each goes to a worker at once; the broadcast below queues behind both.
     let dying = pool
         .submit(&f.die_after, &(marker(&dir, "died"), 300))
         .unwrap();
+    let busy = pool.submit(&f.sleep_ms, &700).unwrap();
     let new = Model {
         weights: vec![5.0, 6.0],
         version: 3,
@@ -61,13 +64,14 @@ fn loss_during(op: Op) {
         }
         Op::RemoveModule => pool.remove_module("model").unwrap(),
     }
-    // The broadcast waited for the replacement's acknowledgement.
+    // The broadcast waited for the busy worker, the replacement meanwhile joined.
     assert!(
-        t0.elapsed() >= Duration::from_millis(200),
+        t0.elapsed() >= Duration::from_millis(500),
         "{op:?}: {:?}",
         t0.elapsed()
     );
     assert_eq!(pool.get(dying).unwrap(), 300);
+    assert_eq!(pool.get(busy).unwrap().0, 700);
     assert_eq!(pool.stats().workers_lost, 1, "{op:?}");
     // Every worker holds what the driver holds...
     match op {
@@ -216,6 +220,10 @@ fn replacements_that_keep_dying_break_the_pool_loudly() {
     let mut cfg = PoolConfig::with_workers(2).seed(7);
     cfg.max_restarts = 3;
     let (pool, f, mut events, _) = with_killer(cfg, u32::MAX);
+    // With state to replay, no killed replacement can become ready (it cannot
+    // acknowledge what it is sent after its death).
+    pool.add_module("model", Model::new(vec![1.0], 0.0))
+        .unwrap();
     let t0 = Instant::now();
     let victim = pool.worker_pids()[1];
     // SAFETY: killing a worker process of this test.

@@ -313,11 +313,19 @@ impl Core {
         worker.batch.clear();
         worker.replay = None;
         worker.reader = FrameReader::new(self.cfg.max_frame);
-        // Tasks it held: retry within budget, in their original order.
+        // Tasks it held: retry within budget, in their original order. A worker
+        // that never acknowledged its replay ran none of them (they were queued
+        // behind it): those attempts do not count.
+        let ran = worker.ready;
         let held = std::mem::take(&mut worker.in_flight);
         let pinned: Vec<u64> = worker.pinned.drain(..).collect();
         let mut requeue = Vec::new();
         for id in held {
+            if !ran {
+                if let Some(task) = self.tasks.get_mut(&id) {
+                    task.attempts = task.attempts.saturating_sub(1);
+                }
+            }
             if self.retry_or_fail(id, wid, &fate, None) {
                 requeue.push(id);
             }
