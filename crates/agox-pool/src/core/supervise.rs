@@ -304,7 +304,6 @@ impl Core {
         if !worker.ready && worker.attempt > 0 {
             self.failed_replacements += 1;
         }
-        let worker = &mut self.workers[w];
         worker.last_fate = Some(fate.clone());
         worker.conn = None;
         worker.phase = Phase::Down;
@@ -316,9 +315,10 @@ impl Core {
         // Tasks it held: retry within budget, in their original order. A worker
         // that never acknowledged its replay ran none of them (they were queued
         // behind it): those attempts do not count.
+        // Pinned tasks not sent yet stay queued for the slot's next process; those
+        // in flight fail (in `retry_or_fail`): they belonged to this process.
         let ran = worker.ready;
         let held = std::mem::take(&mut worker.in_flight);
-        let pinned: Vec<u64> = worker.pinned.drain(..).collect();
         let mut requeue = Vec::new();
         for id in held {
             if !ran {
@@ -332,10 +332,6 @@ impl Core {
         }
         for id in requeue.into_iter().rev() {
             self.queue.push_front(id);
-        }
-        // Pinned tasks belonged to that process: its replacement is another.
-        for id in pinned {
-            self.fail_task(id, wid, &fate);
         }
         for wait in self.acks.values_mut() {
             wait.remaining.remove(&wid);
@@ -395,20 +391,6 @@ impl Core {
         self.retries += 1;
         self.emit(event);
         true
-    }
-
-    fn fail_task(&mut self, id: u64, wid: u32, fate: &str) {
-        if let Some(task) = self.tasks.get_mut(&id) {
-            if !matches!(task.state, TaskState::Finished(_)) {
-                task.state = TaskState::Finished(Err(PoolError::WorkerLost {
-                    function: task.function.to_string(),
-                    index: task.index,
-                    worker: wid,
-                    attempts: task.attempts,
-                    fate: fate.to_string(),
-                }));
-            }
-        }
     }
 
     /// Launches a replacement for slot `w` now or after a backoff, within the
