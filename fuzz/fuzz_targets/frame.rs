@@ -40,7 +40,11 @@ fuzz_target!(|input: &[u8]| {
 
     // Incremental: collect body lengths until the stream ends or breaks.
     let mut reader = FrameReader::new(max);
-    let mut src = Pieces { data, sizes, turn: 0 };
+    let mut src = Pieces {
+        data,
+        sizes,
+        turn: 0,
+    };
     let mut incremental: Vec<usize> = Vec::new();
     let mut broken = false;
     'outer: loop {

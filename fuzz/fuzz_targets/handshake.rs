@@ -24,12 +24,23 @@ fuzz_target!(|input: &[u8]| {
     let bytes: &[u8] = if mode % 2 == 0 {
         data
     } else {
-        let word = |i: usize| data.get(i..i + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let word = |i: usize| {
+            data.get(i..i + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
         let hello = Hello {
-            protocol: if mode & 2 == 0 { PROTOCOL_VERSION } else { word(0) },
+            protocol: if mode & 2 == 0 {
+                PROTOCOL_VERSION
+            } else {
+                word(0)
+            },
             worker_id: word(4) % 4,
             pid: word(8),
-            fingerprint: if mode & 4 == 0 { FINGERPRINT } else { u64::from(word(12)) },
+            fingerprint: if mode & 4 == 0 {
+                FINGERPRINT
+            } else {
+                u64::from(word(12))
+            },
             token: if mode & 8 == 0 {
                 TOKEN.to_string()
             } else {
@@ -52,7 +63,11 @@ fuzz_target!(|input: &[u8]| {
     let verdict = agox_pool::fuzz_greeting(bytes, pieces, TOKEN, FINGERPRINT);
     if verdict.starts_with("welcome") {
         // Only a greeting holding the exact token, protocol and fingerprint.
-        assert!(mode % 2 == 1 && mode & (2 | 4 | 8) == 0 || bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "{verdict}");
+        assert!(
+            mode % 2 == 1 && mode & (2 | 4 | 8) == 0
+                || bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+            "{verdict}"
+        );
     }
     let known = [
         "welcome worker",
