@@ -302,7 +302,7 @@ fn calc_and_relax_through_ase_emt_equal_the_in_process_emt() {
 }
 
 #[test]
-fn calc_refuses_bad_calculator_files_and_flag_mixes() {
+fn bad_calculator_settings_are_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.xyz");
     write_frames(&input, &clusters()[..1]);
@@ -340,6 +340,24 @@ fn calc_refuses_bad_calculator_files_and_flag_mixes() {
         err.contains("1 client × ranks_per_client = 100000"),
         "{err}"
     );
+    // `run` refuses it before anything is stored.
+    let script = search_script(
+        tmp.path(),
+        "greedy",
+        2,
+        &socket_table(&ase_command("emt"), "ranks_per_client = 100000"),
+        "",
+    );
+    let dir = tmp.path().join("greedy-run");
+    let out = run(&["run", s(&script), "--workers", "2", "--output", s(&dir)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 clients × ranks_per_client = 100000 need 200000 cores")
+            && err.contains("oversubscribe = true"),
+        "{err}"
+    );
+    assert!(!dir.join("db.db").exists());
     // --potential and --calculator exclude each other; --client-dir needs --calculator.
     let out = run(&[
         "calc",
@@ -384,22 +402,26 @@ fn a_search_through_the_socket_equals_the_in_process_search() {
     assert_eq!(got.len(), 3 * 20);
     assert_same_database(&got, &want, 1e-10);
     assert!(got.iter().any(|c| c.meta.generator == "rattle"));
-    // Each worker started one client and kept it for every evaluation.
+    // Each worker started one client and kept it for every evaluation; the driver
+    // started none.
     assert_eq!(client_starts(&a.join("workers")), 2);
+    assert!(!a.join("workers/driver").exists());
     assert_no_clients_under(&a.join("workers"));
 }
 
 /// Relaxations in the model (`[relax]`) and a relaxing evaluator use the worker's
-/// one client too: a run starts exactly one client per worker.
+/// one client too: a run starts exactly one client per worker. (With
+/// `oversubscribe`, clients that need more cores than there are may start.)
 #[test]
 fn relaxations_and_evaluation_share_the_workers_client() {
     let tmp = tempfile::tempdir().unwrap();
     let tail = "[relax]\nfmax = 0.1\nsteps = 15\n\n[evaluator]\nkind = \"relax\"\nsteps = 5\n";
+    let extra = "ranks_per_client = 100000\noversubscribe = true";
     let socket = search_script(
         tmp.path(),
         "socket",
         3,
-        &socket_table(&ase_command("emt"), ""),
+        &socket_table(&ase_command("emt"), extra),
         tail,
     );
     let out = tmp.path().join("out");
