@@ -51,7 +51,7 @@ pub fn run(args: CalcArgs) -> Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
-    session.finish()?;
     output.finish()?;
+    session.finish()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -132,11 +132,11 @@ pub fn run(args: RelaxArgs) -> Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
-    session.finish()?;
     output.finish()?;
     if let Some(t) = trajectory {
         t.finish()?;
     }
+    session.finish()?;
     if !not_converged.is_empty() && !args.run.quiet {
         let list: Vec<String> = not_converged
             .iter()

@@ -475,8 +475,11 @@ fn a_failed_evaluation_fails_the_candidate_and_the_search_goes_on() {
     let s = summary(&out);
     assert_eq!(s["evaluation_failures"], 1, "{s}");
     let message = s["evaluation_failure_messages"][0].as_str().unwrap();
+    // The client's own words, from the end of its log. (That it exited with status
+    // 3 is in the message too, unless the loaded machine kept the exit from being
+    // seen within `grace` after the connection closed.)
     assert!(
-        message.contains("exited with status 3 during the evaluation")
+        message.contains("single point: socket: the client")
             && message.contains("faulty_client: SCF did not converge in evaluation 2"),
         "{message}"
     );

@@ -171,18 +171,17 @@ impl WorkerClient {
         self.calc.as_ref()
     }
 
+    /// The client, created (bound, not started) at the first call.
     fn socket(&mut self) -> Result<&mut SocketCalculator, CalcError> {
-        if self.calc.is_none() {
-            let config = self
-                .settings
-                .client_config(&self.clients_dir, self.worker)?;
-            self.calc = Some(SocketCalculator::new(config)?);
+        match self.calc {
+            Some(ref mut calc) => Ok(calc),
+            None => {
+                let config = self
+                    .settings
+                    .client_config(&self.clients_dir, self.worker)?;
+                Ok(self.calc.insert(SocketCalculator::new(config)?))
+            }
         }
-        // Just created if it was missing.
-        self.calc.as_mut().ok_or_else(|| CalcError::Invalid {
-            calculator: "socket",
-            message: "no client".into(),
-        })
     }
 }
 

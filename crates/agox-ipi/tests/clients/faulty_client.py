@@ -34,9 +34,11 @@ class Faulty(EMT):
         if n is None or self.count != n:
             return False
         if self.args.once:
-            if os.path.exists(self.args.once):
+            # Created atomically: of several clients sharing the file, one misbehaves.
+            try:
+                open(self.args.once, "x").close()
+            except FileExistsError:
                 return False
-            open(self.args.once, "w").close()
         return True
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
