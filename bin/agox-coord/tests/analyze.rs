@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -373,6 +374,40 @@ fn a_png_plot_is_a_valid_image_of_the_requested_size() {
     assert!(count([255, 255, 255]) > 640 * 480 / 2);
     assert!(count([31, 119, 180]) > 100, "first run's colour");
     assert!(count([255, 127, 14]) > 100, "second run's colour");
+}
+
+#[test]
+fn a_plot_through_a_symlink_or_into_a_fifo_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = make_runs(tmp.path(), &[5]);
+
+    // A symbolic link stays a link; its target gets the plot.
+    let target = tmp.path().join("target.svg");
+    std::fs::write(&target, b"old").unwrap();
+    let link = tmp.path().join("link.svg");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    stdout_of(&agox(&["analyze", s(&runs[0]), "--plot", s(&link)]));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let svg = std::fs::read_to_string(&target).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+
+    // A FIFO is written in place (a reader gets the whole plot), never replaced.
+    let fifo = tmp.path().join("plot.svg");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    stdout_of(&agox(&["analyze", s(&runs[0]), "--plot", s(&fifo)]));
+    let piped = reader.join().unwrap();
+    assert_eq!(piped, svg);
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 /// The `points` of every `<polyline>` drawn in `stroke` with width 2 (the curves'

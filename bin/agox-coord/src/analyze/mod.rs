@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agox_search::analysis::{Report, Run, DEFAULT_TOLERANCE};
+use agox_search::search::write_atomically;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -127,7 +128,9 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     if let (Some(path), Some(format)) = (&args.plot, format) {
         let bytes = plot::render(&report, format, args.size)
             .with_context(|| format!("drawing {}", path.display()))?;
-        write_file(path, &bytes)?;
+        // As every output: atomically for a regular file, in place for a FIFO or a
+        // device, through a symbolic link to its target.
+        write_atomically(path, &bytes)?;
         // A note only: a closed standard error does not undo the plot.
         let _ = writeln!(
             std::io::stderr(),
@@ -143,30 +146,6 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         Err(e) => Err(e).context("writing to standard output"),
         Ok(()) => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// Writes `bytes` to `path` under a temporary name in the same directory and renames
-/// it into place, so a failure never leaves a truncated file or spoils an old one.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let name = path.display();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".agox-coord-")
-        .suffix(".plot.partial")
-        // 0666 minus the umask, as any new file (temporary files default to 0600).
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create {name}"))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {name}"))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot move the plot into place as {name}"))?;
-    Ok(())
 }
 
 #[cfg(test)]
