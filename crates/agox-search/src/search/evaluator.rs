@@ -7,10 +7,13 @@
 //!   own copy of the calculator module (a few tens of microseconds for a cluster: a
 //!   pool round trip would cost more); a relaxation evaluator (`kind = "relax"`) runs
 //!   the chosen candidates in parallel on the pool, with the same box as the model
-//!   relaxation.
+//!   relaxation. A relaxation that reports an error is that candidate's failure
+//!   ([`Evaluated::failures`]); one whose task failed for good (its workers lost or
+//!   timed out) is a fault the loop judges ([`Evaluated::faults`], see
+//!   [`super::policy`]); a task that panicked, or a broken pool, is an error.
 
 use agox_atoms::optimize::BoxConstraint;
-use agox_pool::{FnHandle, Handle, Pool, PoolError};
+use agox_pool::{FnHandle, Handle, Pool, PoolError, TaskFailure};
 
 use super::postprocess::RelaxArgs;
 use crate::calculator::{optimizer_kind, CalculatorModule, RelaxOutcome, RelaxRequest};
@@ -27,12 +30,15 @@ pub struct Evaluator {
 }
 
 /// What an evaluation produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Evaluated {
     /// Candidates with energy and forces, in evaluation order.
     pub candidates: Vec<Candidate>,
     /// One message per candidate whose calculation failed (it is not stored).
     pub failures: Vec<String>,
+    /// Candidates whose task failed for good (worker lost or timed out on every
+    /// attempt): their place in the input, and the pool's error.
+    pub faults: Vec<(usize, PoolError)>,
 }
 
 impl Evaluator {
@@ -96,7 +102,7 @@ impl Evaluator {
                     .map(|c| (link.clone(), c.atoms.clone(), request.clone()))
                     .collect();
                 let results = pool.map_results(&self.relax, args)?;
-                for (mut c, r) in candidates.into_iter().zip(results) {
+                for (k, (mut c, r)) in candidates.into_iter().zip(results).enumerate() {
                     match r {
                         Ok(o) => {
                             c.atoms = o.atoms;
@@ -106,7 +112,15 @@ impl Evaluator {
                             c.meta.relax_steps = Some(before + o.steps as u64);
                             out.candidates.push(c);
                         }
-                        Err(e) => out.failures.push(e.to_string()),
+                        // The relaxation's own error: the calculator's answer.
+                        Err(
+                            e @ PoolError::Task {
+                                kind: TaskFailure::Error,
+                                ..
+                            },
+                        ) => out.failures.push(e.to_string()),
+                        Err(e) if super::policy::is_task_failure(&e) => out.faults.push((k, e)),
+                        Err(e) => return Err(e),
                     }
                 }
             }
