@@ -10,7 +10,7 @@
 //! | `b_killed_fork_server_fails_loudly_and_resumes_identically` | the fork server SIGKILLed mid-run | the run fails (status 1, "broken", "fork server"); `--resume` completes it; identical database and counters |
 //! | `c_killed_coordinator_resumes_identically` | the coordinator SIGKILLed at random points (during start-up too), four times | every resume goes on; identical database and counters; no process left behind |
 //! | `d_stopped_workers_are_replaced_identically` | a worker SIGSTOPped three times, with `[pool] task_timeout` | the run completes; the stopped workers were killed and replaced; identical database |
-//! | `e_strangers_do_not_slow_the_search` | silent, trickling and flooding connections to the pool's socket, in windows alternating with quiet ones | median iteration time under attack within 20 % of the quiet median, no iteration stalled, identical database |
+//! | `e_strangers_do_not_slow_the_search` | silent, trickling and flooding (1,000 a second) connections to the pool's socket, at the lowest priority, in 100 ms windows alternating with quiet ones | each attacked window's mean iteration time over its quiet neighbours', median over the windows, at most 1.2; no iteration stalled; identical database |
 //!
 //! This binary is also the driver that runs the searches (`chaos drive …`, see
 //! `chaos/driver.rs`): the real library on real forked workers, as `agox-coord run`
@@ -44,8 +44,15 @@ use driver::{Driver, Ended};
 use dump::{dump, Dump};
 
 /// Basin hopping on a 7-atom Lennard-Jones cluster: a sync every iteration (the
-/// sampler's parents), two relaxations per iteration on the pool.
-fn bh_script(pool: &str) -> String {
+/// sampler's parents), two relaxations per iteration on the pool (none without
+/// `relax`: then every iteration costs about the same, a few pool round trips, a
+/// commit and a sync).
+fn bh_script(pool: &str, relax: bool) -> String {
+    let relax = if relax {
+        "[relax]\nfmax = 0.02\nsteps = 300"
+    } else {
+        ""
+    };
     format!(
         r#"
 [search]
@@ -80,9 +87,7 @@ count = {{ 0 = 0, 1 = 2 }}
 kind = "metropolis"
 temperature = 0.5
 
-[relax]
-fmax = 0.02
-steps = 300
+{relax}
 
 [pool]
 {pool}
@@ -246,7 +251,7 @@ impl Suite {
         let (script, dir, counters_at_fixed) = match self.bh.take() {
             Some(r) => (r.script, r.dir, r.counters_at_fixed),
             None => {
-                let script = self.write("bh.toml", &bh_script(POOL_RETRIES));
+                let script = self.write("bh.toml", &bh_script(POOL_RETRIES, true));
                 let dir = self.dir("bh-reference");
                 complete(&script, &dir, FIXED, false)?;
                 let counters = dump(&dir.join("db.db"))?.counters;
@@ -313,7 +318,8 @@ struct Kills {
 
 /// SIGKILLs a random worker of `driver` every 50–300 ms — a quarter of the time
 /// also its replacement as soon as it appears — until `target` kills, then asks
-/// the driver to stop (SIGINT: at the end of its step).
+/// the driver to stop (SIGINT: at the end of its step) once two more iterations
+/// ran (so that the pool has seen the last loss, even of an idle worker).
 fn kill_workers(driver: &mut Driver, rng: &mut ChaCha8Rng, target: u64) -> Kills {
     let mut kills = Kills::default();
     // Kills start once the run does.
@@ -345,6 +351,8 @@ fn kill_workers(driver: &mut Driver, rng: &mut ChaCha8Rng, target: u64) -> Kills
             }
         }
     }
+    let seen = driver.iterations_seen();
+    driver.wait_iterations(seen + 2);
     driver.signal(Signal::SIGINT);
     kills
 }
@@ -355,7 +363,7 @@ fn a_bh_and_rss_survive_random_worker_kills(s: &mut Suite) -> Result<String, Str
     let mut total = 0;
     for (name, target) in [("bh", 20), ("rss", 15)] {
         let script = match name {
-            "bh" => s.write("bh.toml", &bh_script(POOL_RETRIES)),
+            "bh" => s.write("bh.toml", &bh_script(POOL_RETRIES, true)),
             _ => s.write("rss.toml", &rss_script()),
         };
         let dir = s.dir(&format!("{name}-kills"));
@@ -377,7 +385,11 @@ fn a_bh_and_rss_survive_random_worker_kills(s: &mut Suite) -> Result<String, Str
         };
         got.same_rows(&reference)
             .map_err(|e| format!("{name}: {e}"))?;
-        let lost = count(&summary(&dir)?, &["pool_events", "workers_lost"]);
+        let summary = summary(&dir)?;
+        let lost = count(&summary, &["pool_events", "workers_lost"]);
+        // Kills fall at random times: this share of them fell in a synchronization.
+        let sync_share = summary["timings"]["sync"].as_f64().unwrap_or(0.0)
+            / summary["wall_time_s"].as_f64().unwrap_or(f64::INFINITY);
         if lost < kills.workers {
             return Err(format!(
                 "{name}: {} kills but the run counted {lost} workers lost",
@@ -386,9 +398,11 @@ fn a_bh_and_rss_survive_random_worker_kills(s: &mut Suite) -> Result<String, Str
         }
         total += kills.workers;
         figures.push(format!(
-            "{name}: {} kills ({} of starting replacements), {n} iterations, {} rows identical, {wall:.1} s",
+            "{name}: {} kills ({} of starting replacements; {:.0} % of the run in \
+             synchronizations), {n} iterations, {} rows identical, {wall:.1} s",
             kills.workers,
             kills.replacements,
+            100.0 * sync_share,
             got.structures.len()
         ));
     }
@@ -519,7 +533,7 @@ fn d_stopped_workers_are_replaced_identically(s: &mut Suite) -> Result<String, S
     let want = s.bh_reference(FIXED)?.dump.first(FIXED);
     let script = s.write(
         "bh-timeout.toml",
-        &bh_script(&format!("{POOL_RETRIES}\ntask_timeout = 0.5")),
+        &bh_script(&format!("{POOL_RETRIES}\ntask_timeout = 0.5"), true),
     );
     let dir = s.dir("bh-stopped");
     let mut driver = Driver::start(
@@ -570,9 +584,30 @@ fn d_stopped_workers_are_replaced_identically(s: &mut Suite) -> Result<String, S
     ))
 }
 
+/// Lowers the calling thread's scheduling priority to the least (nice 19): an
+/// attacker's own CPU time is not what (e) measures, the pool's handling of it is.
+fn lowest_priority() {
+    // SAFETY: setpriority on this thread's own id changes nothing else.
+    unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            nix::unistd::gettid().as_raw() as libc::id_t,
+            19,
+        );
+    }
+}
+
 /// Strangers at the pool's socket while `on` is set: twenty silent connections,
-/// one trickling a byte every 50 ms, one thread connecting and closing as fast as
-/// the socket lets it.
+/// one trickling a byte every 50 ms, and a flood of 1,000 connections a second,
+/// each sending garbage.
+///
+/// What is measured is the pool's handling of them, not the machine's: they run
+/// at the lowest priority (on two cores, a thread connecting in a loop at full
+/// priority takes a core's share from the search whatever the pool does), and the
+/// flood's rate is bounded, so that the coordinator's share of the work stays small
+/// in the unoptimized build the tests run (measured there: its CPU time grows by
+/// about 4 % under this attack, some 40 µs per connection). The optimized pool
+/// under 10⁴–10⁵ connections a second is measured by `examples/bench_faults.rs`.
 fn strangers(
     address: PathBuf,
     on: Arc<AtomicBool>,
@@ -586,6 +621,7 @@ fn strangers(
     let silent = {
         let (address, on, quit) = (address.clone(), on.clone(), quit.clone());
         std::thread::spawn(move || {
+            lowest_priority();
             while !quit.load(Ordering::SeqCst) {
                 idle(&quit, &on);
                 let held: Vec<UnixStream> = (0..20)
@@ -601,6 +637,7 @@ fn strangers(
     let trickle = {
         let (address, on, quit) = (address.clone(), on.clone(), quit.clone());
         std::thread::spawn(move || {
+            lowest_priority();
             while !quit.load(Ordering::SeqCst) {
                 idle(&quit, &on);
                 let Ok(mut c) = UnixStream::connect(&address) else {
@@ -619,11 +656,17 @@ fn strangers(
         })
     };
     let flood = std::thread::spawn(move || {
+        lowest_priority();
         while !quit.load(Ordering::SeqCst) {
             idle(&quit, &on);
+            let mut next = Instant::now();
             while on.load(Ordering::SeqCst) && !quit.load(Ordering::SeqCst) {
                 if let Ok(mut c) = UnixStream::connect(&address) {
                     c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok();
+                }
+                next += Duration::from_millis(1);
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
                 }
             }
         }
@@ -636,12 +679,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// (e) Strangers during a run, in windows alternating with quiet ones: the
-/// iteration rate under attack against the quiet rate of the same run.
+/// One window of (e): when it was, whether strangers were at the door, and the
+/// times of the iterations that ran wholly inside it.
+struct Window {
+    start: Instant,
+    end: Instant,
+    attacked: bool,
+    iterations: Vec<f64>,
+}
+
+/// (e) Strangers during a run, in short windows alternating with quiet ones: each
+/// attacked window's iteration rate against its two quiet neighbours', so that the
+/// machine's own load, which drifts over seconds, cancels out; the median of these
+/// ratios, so that a window the machine disturbed (a burst of other work) does
+/// not decide.
 fn e_strangers_do_not_slow_the_search(s: &mut Suite) -> Result<String, String> {
-    const WINDOW: Duration = Duration::from_millis(400);
-    const SAMPLES: usize = 120;
-    let script = s.write("bh.toml", &bh_script(POOL_RETRIES));
+    const WINDOW: Duration = Duration::from_millis(100);
+    /// The strangers see a switch within a few ms: a window counts from after that.
+    const LEAD_IN: Duration = Duration::from_millis(10);
+    const PAIRS: usize = 60;
+    // Iterations of even cost, so that a window's median is the loop's pace.
+    let script = s.write("bh-plain.toml", &bh_script(POOL_RETRIES, false));
     let dir = s.dir("bh-strangers");
     let mut driver = Driver::start(&script, &dir, &[]);
     let address = driver
@@ -651,44 +709,20 @@ fn e_strangers_do_not_slow_the_search(s: &mut Suite) -> Result<String, String> {
     let quit = Arc::new(AtomicBool::new(false));
     let threads = strangers(address, on.clone(), quit.clone());
     driver.wait_iterations(1);
-    // (start, end, attacked) of each window.
-    let mut windows: Vec<(Instant, Instant, bool)> = Vec::new();
-    let classify = |windows: &[(Instant, Instant, bool)], start: Instant, end: Instant| {
-        windows
-            .iter()
-            .find(|(a, b, _)| *a <= start && end <= *b)
-            .map(|w| w.2)
-    };
-    let (mut quiet, mut attacked) = (Vec::new(), Vec::new());
+    let mut windows: Vec<Window> = Vec::new();
     let t0 = Instant::now();
-    let mut attack = false;
-    while (quiet.len() < SAMPLES || attacked.len() < SAMPLES)
-        && t0.elapsed() < Duration::from_secs(90)
-    {
-        let start = Instant::now();
-        on.store(attack, Ordering::SeqCst);
+    // Quiet, attacked, quiet, …: every attacked window has a quiet one on each side.
+    while windows.len() < 2 * PAIRS + 1 && t0.elapsed() < Duration::from_secs(90) {
+        let attacked = windows.len() % 2 == 1;
+        on.store(attacked, Ordering::SeqCst);
+        let start = Instant::now() + LEAD_IN;
         std::thread::sleep(WINDOW);
-        // The attack's threads see the switch within a few ms: the window counts
-        // from after that, and ends before the next switch.
-        windows.push((start + Duration::from_millis(20), Instant::now(), attack));
-        attack = !attack;
-        (quiet, attacked) = (Vec::new(), Vec::new());
-        for l in driver.lines() {
-            let Some(rest) = l.text.strip_prefix("iteration ") else {
-                continue;
-            };
-            let elapsed: f64 = rest
-                .split_whitespace()
-                .nth(1)
-                .and_then(|e| e.parse().ok())
-                .unwrap_or(f64::NAN);
-            let begun = l.at - Duration::from_secs_f64(elapsed.max(0.0));
-            match classify(&windows, begun, l.at) {
-                Some(true) => attacked.push(elapsed),
-                Some(false) => quiet.push(elapsed),
-                None => {}
-            }
-        }
+        windows.push(Window {
+            start,
+            end: Instant::now(),
+            attacked,
+            iterations: Vec::new(),
+        });
         if driver.exited() {
             break;
         }
@@ -699,27 +733,70 @@ fn e_strangers_do_not_slow_the_search(s: &mut Suite) -> Result<String, String> {
         t.join().ok();
     }
     driver.signal(Signal::SIGINT);
+    for l in driver.lines().to_vec() {
+        let Some(elapsed) = l
+            .text
+            .strip_prefix("iteration ")
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|e| e.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let begun = l.at - Duration::from_secs_f64(elapsed.max(0.0));
+        if let Some(w) = windows
+            .iter_mut()
+            .find(|w| w.start <= begun && l.at <= w.end)
+        {
+            w.iterations.push(elapsed);
+        }
+    }
     let ended = driver.end();
     expect_code(&ended, 130, "the run among strangers, then SIGINT")?;
-    if quiet.len() < SAMPLES || attacked.len() < SAMPLES {
+    // Per attacked window: its mean iteration time (the inverse of its iteration
+    // rate) over its quiet neighbours'.
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let mut ratios = Vec::new();
+    for i in (1..windows.len().saturating_sub(1)).step_by(2) {
+        let quiet: Vec<f64> = [&windows[i - 1], &windows[i + 1]]
+            .iter()
+            .flat_map(|w| w.iterations.iter().copied())
+            .collect();
+        if windows[i].iterations.len() >= 3 && quiet.len() >= 3 {
+            ratios.push(mean(&windows[i].iterations) / mean(&quiet));
+        }
+    }
+    let all = |attacked: bool| -> Vec<f64> {
+        windows
+            .iter()
+            .filter(|w| w.attacked == attacked)
+            .flat_map(|w| w.iterations.iter().copied())
+            .collect()
+    };
+    let (quiet, attacked) = (all(false), all(true));
+    if ratios.len() < 2 * PAIRS / 3 {
         return Err(format!(
-            "too few iterations in whole windows: {} quiet, {} attacked",
+            "too few windows with iterations: {} of {PAIRS} ({} quiet and {} attacked iterations)",
+            ratios.len(),
             quiet.len(),
             attacked.len()
         ));
     }
     let refused = count(&summary(&dir)?, &["pool_events", "strangers_refused"]);
-    let (mq, ma) = (median(quiet.clone()), median(attacked.clone()));
+    let ratio = median(ratios.clone());
     let worst = attacked.iter().copied().fold(0.0, f64::max);
+    // The results too are the undisturbed run's.
     let got = dump(&dir.join("db.db"))?;
-    let n = got.complete;
-    got.same_rows(&s.bh_reference(n)?.dump.first(n))?;
+    let n = got.complete.min(200);
+    let reference = s.dir("bh-plain-reference");
+    complete(&script, &reference, n, false)?;
+    got.first(n).same_rows(&dump(&reference.join("db.db"))?)?;
     let figures = format!(
-        "median iteration {:.2} ms quiet, {:.2} ms attacked (ratio {:.3}; {} and {} iterations), \
-         slowest attacked {:.1} ms, {refused} connections refused, {n} iterations identical",
-        mq * 1e3,
-        ma * 1e3,
-        ma / mq,
+        "iteration time under attack / quiet, median over {} window pairs: {ratio:.3}; \
+         overall means {:.2} ms quiet, {:.2} ms attacked ({} and {} iterations); slowest \
+         attacked {:.1} ms; {refused} connections refused; {n} iterations identical",
+        ratios.len(),
+        mean(&quiet) * 1e3,
+        mean(&attacked) * 1e3,
         quiet.len(),
         attacked.len(),
         worst * 1e3
@@ -727,7 +804,7 @@ fn e_strangers_do_not_slow_the_search(s: &mut Suite) -> Result<String, String> {
     if refused == 0 {
         return Err(format!("no stranger was refused: {figures}"));
     }
-    if ma > 1.2 * mq {
+    if ratio > 1.2 {
         return Err(format!("strangers slowed the search: {figures}"));
     }
     // A stalled loop (a stranger read with a blocking call) would stall for the

@@ -269,8 +269,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if summary.interrupted {
         let signal = signals::received();
         common::note(&format!(
-            "agox-coord: interrupted by {} after iteration {} of {}; every complete iteration \
-             is stored; continue with: {}",
+            "agox-coord: interrupted by {} with {} of {} iterations complete, all stored; \
+             continue with: {}",
             signals::name(signal),
             summary.iterations_done,
             summary.iterations_planned,

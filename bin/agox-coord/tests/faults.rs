@@ -391,7 +391,7 @@ fn finding_7_sigterm_writes_the_summary_and_prints_the_resume_command() {
     let command = format!("agox-coord run --resume --output {}", s(&dir));
     assert!(
         err.contains(&format!(
-            "interrupted by SIGTERM after iteration {done} of 100000"
+            "interrupted by SIGTERM with {done} of 100000 iterations complete, all stored"
         )) && err.contains(&command),
         "{err}"
     );

@@ -221,13 +221,14 @@ pub struct FailureNote {
 /// [`FailureNote::source`] of a candidate dropped because its task failed for good.
 pub const DROPPED: &str = "dropped (on_task_failure = \"skip\")";
 
-impl FailureNote {
-    fn dropped(message: String) -> FailureNote {
-        FailureNote {
-            source: DROPPED.into(),
-            message,
-        }
-    }
+/// Counts and notes a candidate dropped after its task failed for good (`message`
+/// from [`policy::judge`]).
+fn note_dropped(counters: &mut RunCounters, failures: &mut Vec<FailureNote>, message: String) {
+    counters.dropped.record(&message);
+    failures.push(FailureNote {
+        source: DROPPED.into(),
+        message,
+    });
 }
 
 /// What one iteration did (the log line is its `Display`).
@@ -671,7 +672,6 @@ impl Search {
         let mut relaxed = Relaxed::default();
         let mut generated = 0;
         let mut generation_failures = 0;
-        let mut dropped = 0;
         let mut failures = Vec::new();
         // This iteration's counts go to a copy, which becomes the search's own once
         // the iteration is stored: an iteration that ends early counts nothing.
@@ -686,9 +686,7 @@ impl Search {
                 Err(e) => {
                     let candidate = format!("candidate {k} ({})", counters.generators[g].generator);
                     let message = policy::judge(policy, iteration, candidate, e)?;
-                    dropped += 1;
-                    counters.dropped.record(&message);
-                    failures.push(FailureNote::dropped(message));
+                    note_dropped(&mut counters, &mut failures, message);
                     continue;
                 }
             };
@@ -759,10 +757,9 @@ impl Search {
         for (k, e) in evaluated.faults {
             let candidate = format!("evaluation of chosen candidate {k}");
             let message = policy::judge(policy, iteration, candidate, e)?;
-            dropped += 1;
-            counters.dropped.record(&message);
-            failures.push(FailureNote::dropped(message));
+            note_dropped(&mut counters, &mut failures, message);
         }
+        let dropped = failures.iter().filter(|f| f.source == DROPPED).count();
 
         // 5. store: the evaluations and the counters, one transaction.
         let t = Instant::now();
