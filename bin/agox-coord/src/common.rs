@@ -55,6 +55,28 @@ pub fn seed_number(s: &str) -> Result<u64, String> {
     })
 }
 
+/// A duration in seconds: a finite number > 0 (`--task-timeout`).
+pub fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && std::time::Duration::try_from_secs_f64(x).is_ok() => Ok(x),
+        _ => Err(format!("expected a number of seconds > 0, found \"{s}\"")),
+    }
+}
+
+/// `text` as one word for a POSIX shell: as it is when it holds only characters no
+/// shell treats specially, otherwise in single quotes.
+pub fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// Warns (unless `quiet`) when more workers are asked for than this process has
 /// CPUs: they would only take turns.
 pub fn warn_if_oversubscribed(workers: usize, quiet: bool) {
@@ -422,6 +444,23 @@ impl Output {
                 file.commit()
                     .with_context(|| format!("cannot move the output into place as {name}"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_and_seconds() {
+        assert_eq!(shell_quote("/tmp/run-1"), "/tmp/run-1");
+        assert_eq!(shell_quote("/tmp/my run"), "'/tmp/my run'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "inf", "nan", "5s", "1e300"] {
+            assert!(seconds(bad).is_err(), "{bad}");
         }
     }
 }

@@ -13,6 +13,7 @@ mod common;
 mod progress;
 mod relax;
 mod run;
+mod signals;
 mod validate;
 mod worker;
 

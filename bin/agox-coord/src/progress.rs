@@ -5,7 +5,8 @@
 //! * Not a terminal, without `-v`: a plain progress line at every tenth of the run
 //!   and at least once a minute.
 //! * `-v`: one line per iteration on standard output (the run's log), with the
-//!   pool's synchronization figures, and every failure message.
+//!   pool's synchronization figures, and every failure message; the pool's events
+//!   on standard error as they happen ([`event_line`]).
 //! * Failures (a candidate a generator could not make, a relaxation or evaluation
 //!   that failed): the first [`SHOWN`] of each source as warnings on standard
 //!   error (all with `-v`); `summary.json` counts them all and keeps the first
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use agox_pool::PoolEvent;
 use agox_search::search::IterationReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -184,6 +186,69 @@ impl Progress {
     }
 }
 
+/// A pool event as `-v` shows it: `agox-coord: pool: worker 1 (pid 4242) lost:
+/// connection closed, killed by signal 9 (SIGKILL)`.
+pub fn event_line(event: &PoolEvent) -> String {
+    let what = match event {
+        PoolEvent::WorkerSpawned {
+            worker,
+            pid,
+            attempt: 0,
+        } => format!("worker {worker} started (pid {pid})"),
+        PoolEvent::WorkerSpawned {
+            worker,
+            pid,
+            attempt,
+        } => format!("worker {worker} replaced by pid {pid} (replacement {attempt} in a row)"),
+        PoolEvent::WorkerReady { worker, pid, after } => format!(
+            "worker {worker} (pid {pid}) ready {:.1} ms after its launch",
+            after.as_secs_f64() * 1e3
+        ),
+        PoolEvent::WorkerLost {
+            worker,
+            pid,
+            cause,
+            exit,
+        } => match exit {
+            Some(exit) => format!("worker {worker} (pid {pid}) lost: {cause}, {exit}"),
+            None => format!("worker {worker} (pid {pid}) lost: {cause}"),
+        },
+        PoolEvent::ReplacementDelayed {
+            worker,
+            attempt,
+            delay,
+        } => format!(
+            "worker {worker}: replacement {attempt} in a row waits {:.0} ms",
+            delay.as_secs_f64() * 1e3
+        ),
+        PoolEvent::TaskRetried {
+            function,
+            index,
+            worker,
+            attempts,
+        } => format!(
+            "task {index} of '{function}' queued again after worker {worker} was lost \
+             ({attempts} attempt(s) so far)"
+        ),
+        PoolEvent::TaskTimedOut {
+            function,
+            index,
+            worker,
+            after,
+        } => format!("task {index} of '{function}' timed out after {after:?} on worker {worker}"),
+        PoolEvent::TaskAbandoned {
+            function,
+            index,
+            error,
+        } => format!("task {index} of '{function}' failed for good: {error}"),
+        PoolEvent::StrangerRefused { kind, reason } => {
+            format!("connection refused ({kind:?}): {reason}")
+        }
+        PoolEvent::PoolBroken { reason } => format!("the pool is broken: {reason}"),
+    };
+    format!("agox-coord: pool: {what}")
+}
+
 /// A tenth of the run (at least one iteration).
 fn step(total: u64) -> u64 {
     (total / 10).max(1)
@@ -214,5 +279,29 @@ mod tests {
         assert_eq!(eta(Duration::from_secs(3), 0, 2), "unknown");
         assert_eq!(energy(Some(-1.5), "eV"), "-1.500000 eV");
         assert_eq!(energy(None, "ε"), "none yet");
+    }
+
+    #[test]
+    fn events_read_as_sentences() {
+        use agox_pool::{LossCause, WorkerExit};
+        let lost = PoolEvent::WorkerLost {
+            worker: 1,
+            pid: 4242,
+            cause: LossCause::ConnectionClosed,
+            exit: Some(WorkerExit::Signal(9)),
+        };
+        assert_eq!(
+            event_line(&lost),
+            "agox-coord: pool: worker 1 (pid 4242) lost: connection closed, killed by signal 9 (SIGKILL)"
+        );
+        let retried = PoolEvent::TaskRetried {
+            function: "agox_search.generate_relax".into(),
+            index: 3,
+            worker: 1,
+            attempts: 1,
+        };
+        assert!(
+            event_line(&retried).contains("task 3 of 'agox_search.generate_relax' queued again")
+        );
     }
 }

@@ -5,14 +5,23 @@
 //! → synchronize; see `agox_search::search`) and writes `db.db`, `evaluated.xyz`,
 //! `best.xyz`, `run.json` and `summary.json` in the output directory.
 //!
-//! * Display: see [`crate::progress`].
-//! * Ctrl-C (SIGINT) or SIGTERM: the current iteration is abandoned if it has not
-//!   reached its evaluation yet, otherwise finished; the workers' external-calculator
-//!   clients are stopped (`EXIT`, then signals), the database stays intact,
-//!   `summary.json` is written, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
-//!   A second signal ends the process at once (the database is still intact: every
-//!   iteration is one committed transaction; the workers die with the process and
-//!   each client's wrapper ends its process group).
+//! * Display: see [`crate::progress`]; `-v` also shows the pool's events (a worker
+//!   lost and why, its replacement, a task retried or timed out, a stranger
+//!   refused).
+//! * SIGINT (Ctrl-C) and SIGTERM (what `timeout` and Slurm send) alike: the current
+//!   iteration is abandoned if it has not reached its evaluation yet, otherwise
+//!   finished; the workers' external-calculator clients are stopped (`EXIT`, then
+//!   signals), the database stays intact, `summary.json` is written with
+//!   `interrupted: true`, the command that continues the run is printed, and the
+//!   exit status is 128 + the signal's number (130, 143). A second signal ends the
+//!   process at once with the same status: every complete iteration is one
+//!   committed transaction, and `--resume` redoes the unfinished one. The pool's
+//!   workers ignore both signals (they go to a whole process group or job step):
+//!   the coordinator decides, and its workers end with it.
+//! * A pool fault the run cannot absorb — a candidate's task failed for good under
+//!   `[search] on_task_failure = "fail"`, or a pool that cannot keep its workers —
+//!   ends the run with an error naming it, after everything complete is stored;
+//!   the command that continues the run is printed; exit 1.
 //! * `--resume`: continue the run in the output directory, with the settings and
 //!   seed its `run.json` records; flags may only confirm them (`--iterations` sets
 //!   the new total). Nothing left to do: nothing is written.
@@ -21,56 +30,23 @@
 //! * Standard output closed (the reader of a pipe left): the run ends after the
 //!   current iteration, with everything stored and `summary.json` written; exit 1.
 //!
-//! Exit status: 0 done, 1 error, 130 interrupted (143 by SIGTERM).
+//! Exit status: 0 done, 1 error, 130 / 143 interrupted by SIGINT / SIGTERM.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use agox_pool::{default_workers, Launcher, Pool, PoolConfig};
+use agox_pool::{default_workers, EventSink, Launcher, Pool, PoolConfig};
 use agox_search::registry;
 use agox_search::script::Script;
-use agox_search::search::{resume_settings, IterationReport, RunLock, Search, DB_FILE};
+use agox_search::search::{resume_settings, IterationReport, RunLock, Search, DB_FILE, RUN_FILE};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::common::{self, LauncherKind};
-use crate::progress::{energy, Progress};
-
-/// Set by the SIGINT and SIGTERM handler; the loop checks it between steps.
-static STOP: AtomicBool = AtomicBool::new(false);
-/// The first stop signal received (0: none).
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop_signal(signal: libc_int) {
-    // Only atomic operations: async-signal-safe.
-    let _first = STOP_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-    STOP.store(true, Ordering::SeqCst);
-}
-
-#[allow(non_camel_case_types)]
-type libc_int = std::os::raw::c_int;
-
-/// Installs the stop handler for Ctrl-C (SIGINT) and SIGTERM (what `kill` and
-/// batch systems send): the first signal sets [`STOP`] (system calls are
-/// restarted, so pool I/O is not disturbed); the handler then resets itself, so a
-/// second signal ends the process the default way.
-fn install_stop_handler() -> Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only uses atomics, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }
-            .with_context(|| format!("installing the {signal} handler"))?;
-    }
-    Ok(())
-}
+use crate::progress::{energy, event_line, Progress};
+use crate::signals;
 
 /// `run` flags.
 #[derive(Debug, Args)]
@@ -93,13 +69,16 @@ pub struct RunArgs {
     /// Continue the run in the output directory, with the settings and seed of its run.json
     #[arg(long)]
     pub resume: bool,
+    /// Longest a task may run (seconds) before its worker is killed and replaced and the task retried [default: the script's `[pool] task_timeout`, else none]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = common::seconds)]
+    pub task_timeout: Option<f64>,
     /// How worker processes are started
     #[arg(long, value_enum, default_value_t = LauncherKind::Fork, value_name = "HOW")]
     pub launcher: LauncherKind,
     /// Print only the final line and errors
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Log every iteration on standard output, with the pool's synchronization figures, and every failure message
+    /// Log every iteration on standard output, with the pool's synchronization figures, every failure message and the pool's events
     #[arg(short, long)]
     pub verbose: bool,
 }
@@ -131,9 +110,9 @@ fn settings(args: &RunArgs) -> Result<Script> {
         script.search.output = output;
         return Ok(script);
     }
-    if !output.join(DB_FILE).is_file() {
+    if !output.join(DB_FILE).is_file() && !output.join(RUN_FILE).is_file() {
         bail!(
-            "--resume: {} has no database ({DB_FILE}) to continue",
+            "--resume: {} holds no run to continue (neither {RUN_FILE} nor {DB_FILE})",
             output.display()
         );
     }
@@ -175,10 +154,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(default_workers);
     common::warn_if_oversubscribed(workers, args.quiet);
 
-    install_stop_handler()?;
+    signals::install()?;
     let t_start = Instant::now();
     let (reg, _) = registry::build();
-    let mut config = PoolConfig::with_workers(workers).seed(script.search.seed.unwrap_or(0));
+    let mut config = script
+        .pool
+        .apply(PoolConfig::with_workers(workers).seed(script.search.seed.unwrap_or(0)));
+    if let Some(t) = args.task_timeout {
+        config.task_timeout = Some(Duration::from_secs_f64(t));
+    }
+    if args.verbose {
+        // Events arrive on this thread while the pool works; with `-v` there is no
+        // live bar to keep clear of.
+        config.events = Some(EventSink::new(|e| common::note(&event_line(e))));
+    }
     if args.launcher == LauncherKind::Exec {
         let program =
             std::env::current_exe().context("cannot find this program's path to start workers")?;
@@ -188,6 +177,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         };
     }
     let pool = Pool::start(reg, config).with_context(|| format!("starting {workers} workers"))?;
+    if args.verbose {
+        if let Some(address) = pool.address() {
+            common::note(&format!("agox-coord: pool socket {address}"));
+        }
+    }
     let unit = script.energy_unit().to_owned();
     let mut search = if args.resume {
         Search::resume_locked(script, pool, lock)
@@ -230,23 +224,43 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         ));
     }
-    let summary = search.run_with(&STOP, |r: &IterationReport| progress.iteration(r));
+    let summary = search.run_with(signals::stop_flag(), |r: &IterationReport| {
+        progress.iteration(r)
+    });
     progress.finish();
-    let summary = summary.context("the search failed")?;
+    let summary = summary.map_err(|e| {
+        // The error first, then what is stored and how to go on.
+        anyhow::anyhow!(
+            "{e}. The run stopped with {} of {} iterations complete, all stored in {}; \
+             continue with: {}",
+            search.next_iteration(),
+            search.iterations(),
+            dir.display(),
+            resume_command(&dir)
+        )
+    })?;
     if let Some(why) = &summary.error {
         bail!(
             "{why}: stopped after iteration {} of {}; everything evaluated is stored in {} \
-             (continue with --resume)",
+             (continue with: {})",
             summary.iterations_done,
             summary.iterations_planned,
-            dir.display()
+            dir.display(),
+            resume_command(&dir)
         );
     }
     let first = summary.best_iteration.map_or(String::new(), |i| {
         format!(" (first reached in iteration {i})")
     });
+    let dropped = match summary.dropped_candidates {
+        0 => String::new(),
+        n => format!(
+            " ({n} candidate(s) dropped after their tasks failed for good, \
+             on_task_failure = \"skip\": see summary.json)"
+        ),
+    };
     result_line(&format!(
-        "best energy {}{first}; {} evaluations in {} iterations; {:.2} s; outputs in {}",
+        "best energy {}{first}; {} evaluations in {} iterations{dropped}; {:.2} s; outputs in {}",
         energy(summary.best_energy, &unit),
         summary.evaluations,
         summary.iterations_done,
@@ -254,18 +268,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         dir.display()
     ))?;
     if summary.interrupted {
-        let signal = STOP_SIGNAL.load(Ordering::SeqCst);
-        let by = nix::sys::signal::Signal::try_from(signal)
-            .map_or(String::new(), |s| format!(" by {s}"));
+        let signal = signals::received();
         common::note(&format!(
-            "agox-coord: interrupted{by} after iteration {}; the database is intact; continue with --resume",
-            summary.iterations_done
+            "agox-coord: interrupted by {} with {} of {} iterations complete, all stored; \
+             continue with: {}",
+            signals::name(signal),
+            summary.iterations_done,
+            summary.iterations_planned,
+            resume_command(&dir)
         ));
-        // The shell's convention: 128 + the signal's number.
-        let code = if signal > 0 { 128 + signal } else { 130 };
-        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(130)));
+        return Ok(ExitCode::from(signals::exit_status(signal)));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command that continues the run in `dir`, ready to paste into a shell.
+fn resume_command(dir: &Path) -> String {
+    format!(
+        "agox-coord run --resume --output {}",
+        common::shell_quote(&dir.display().to_string())
+    )
 }
 
 /// The result, on standard output; a failure to write it is an error.

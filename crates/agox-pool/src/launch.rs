@@ -514,11 +514,14 @@ impl WorkerEnviron {
 
 /// The fork server's loop. Returns its exit code.
 fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo) -> i32 {
-    // Ctrl-C goes to the whole foreground process group; the driver decides what
-    // happens to a run, so neither the fork server nor its workers die of SIGINT.
+    // Ctrl-C goes to the whole foreground process group, and Slurm's SIGTERM to
+    // every process of a job step; the driver decides what happens to a run, so
+    // neither the fork server nor its workers die of SIGINT or SIGTERM (they end
+    // with the driver).
     // SAFETY: installing SIG_IGN is always sound.
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGTERM, SigHandler::SigIgn);
     }
     // Children's exits arrive on a descriptor, so they are reported the moment they
     // happen while the loop waits for requests.
@@ -806,11 +809,13 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
         std::env::set_var(k, v);
     }
     worker::install_panic_hook();
-    // Ctrl-C reaches the whole process group; the coordinator decides what a run
-    // does about it, so workers do not die of it.
+    // Ctrl-C reaches the whole process group (Slurm's SIGTERM every process of a
+    // job step); the coordinator decides what a run does about it, so workers do
+    // not die of it.
     // SAFETY: installing SIG_IGN is always sound.
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGTERM, SigHandler::SigIgn);
     }
     let parent = std::os::unix::process::parent_id();
     start_watchdog(address, parent);

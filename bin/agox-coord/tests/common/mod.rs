@@ -82,6 +82,19 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Structures stored in a run's database so far: read through a read-only
+/// connection, which never creates or changes anything in a database the run may
+/// be making at this very moment (0 while there is none to read).
+pub fn stored_rows(db: &Path) -> usize {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row("SELECT COUNT(*) FROM structures", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map_or(0, |n| n as usize)
+}
+
 /// Starts a long run and waits until its database holds at least `rows` rows.
 /// The caller waits for the returned child.
 #[allow(clippy::zombie_processes)]
@@ -103,16 +116,7 @@ pub fn start_long_run(dir: &Path, script: &Path, rows: usize) -> std::process::C
             }
             panic!("the run ended early ({status}): {err}");
         }
-        // `run.json` is written once the database is complete: reading the database
-        // earlier could meet it half-made (or hold a lock while it is being made).
-        let n = if dir.join("run.json").exists() {
-            Database::open_existing(dir.join("db.db"))
-                .ok()
-                .and_then(|db| db.len().ok())
-                .unwrap_or(0)
-        } else {
-            0
-        };
+        let n = stored_rows(&dir.join("db.db"));
         if n >= rows {
             return child;
         }

@@ -20,9 +20,11 @@
 //! cost of an fsync per commit.
 
 pub mod pickle;
+mod progress;
 mod read_only;
 pub mod schema;
 
+pub use progress::{Progress, PROGRESS_TABLE};
 pub use read_only::EnergyRecord;
 
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 //! so that `sqlite_master` of a database we create is identical to one AGOX creates
 //! (the test `tests/db.rs` compares against a dump of an AGOX-written file).
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::DbError;
 
@@ -93,18 +93,24 @@ fn user_tables(conn: &Connection) -> Result<Vec<String>, DbError> {
 
 /// Create AGOX's tables if the file has none, otherwise check that every table and
 /// column is exactly AGOX's. Returns `true` when the schema was created.
+///
+/// The look and the creation are one write transaction: two processes opening a
+/// new file at once (a run creating its database, another process opening it)
+/// cannot both find it empty, so neither fails with "table structures already
+/// exists".
 pub fn ensure(conn: &mut Connection) -> Result<bool, DbError> {
-    let present = user_tables(conn)?;
-    if present.is_empty() {
-        let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let present = user_tables(&tx)?;
+    let created = present.is_empty();
+    if created {
         for statement in CREATE_STATEMENTS {
             tx.execute(statement, [])?;
         }
-        tx.commit()?;
-        return Ok(true);
+    } else {
+        check(&tx, &present)?;
     }
-    check(conn, &present)?;
-    Ok(false)
+    tx.commit()?;
+    Ok(created)
 }
 
 /// Checks, creating nothing, that the file holds exactly AGOX's tables and columns (a

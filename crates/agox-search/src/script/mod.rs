@@ -10,7 +10,8 @@
 //!
 //! The module tree mirrors the file: each section is read, with its defaults, by the
 //! module of the same name ([`search`], [`environment`], [`calculator`],
-//! [`generators`] for `[[generator]]`, [`sampler`], [`relax`], [`evaluator`]);
+//! [`generators`] for `[[generator]]`, [`sampler`], [`relax`], [`evaluator`],
+//! [`pool`]);
 //! `cross` holds the checks that need several sections.
 //! `docs/script-reference.md` is the contract for the format.
 
@@ -20,6 +21,7 @@ pub mod environment;
 mod error;
 pub mod evaluator;
 pub mod generators;
+pub mod pool;
 mod read;
 pub mod relax;
 pub mod sampler;
@@ -36,9 +38,10 @@ pub use environment::{Confinement, EnvironmentSettings};
 pub use error::{ScriptError, ScriptErrors};
 pub use evaluator::{EvaluatorKind, EvaluatorSettings};
 pub use generators::{CountSchedule, GeneratorKind, GeneratorSettings};
+pub use pool::PoolSettings;
 pub use relax::{Optimizer, RelaxSettings};
 pub use sampler::SamplerSettings;
-pub use search::{Algorithm, SearchSettings};
+pub use search::{Algorithm, OnTaskFailure, SearchSettings};
 
 use crate::algorithm::SamplerNeed;
 use read::{Ctx, Keys};
@@ -64,10 +67,13 @@ pub struct Script {
     pub relax: Option<RelaxSettings>,
     /// `[evaluator]`: the expensive calculation of the chosen candidates.
     pub evaluator: EvaluatorSettings,
+    /// `[pool]`: task timeout, retries, worker memory (every key optional).
+    #[serde(default)]
+    pub pool: PoolSettings,
 }
 
 /// The sections a script may have.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "search",
     "environment",
     "calculator",
@@ -75,6 +81,7 @@ const SECTIONS: [&str; 7] = [
     "sampler",
     "relax",
     "evaluator",
+    "pool",
 ];
 
 impl Script {
@@ -302,6 +309,10 @@ fn resolve(
         Some(keys) => evaluator::read(cx, keys),
         None => Some(EvaluatorSettings::default()),
     };
+    let pool = match section_keys(cx, root, "pool") {
+        Some(keys) => pool::read(cx, keys),
+        None => Some(PoolSettings::default()),
+    };
 
     // Checks across sections.
     if let (Some(env), Some(calc)) = (&environment, &calculator) {
@@ -342,6 +353,7 @@ fn resolve(
         sampler,
         relax,
         evaluator: evaluator?,
+        pool: pool?,
     })
 }
 

@@ -31,6 +31,37 @@ pub struct SearchSettings {
     /// candidate could be generated (default 10).
     #[serde(default = "default_max_failed")]
     pub max_failed_iterations: u64,
+    /// What to do with a candidate whose task failed for good (default: fail the run).
+    #[serde(default)]
+    pub on_task_failure: OnTaskFailure,
+}
+
+/// What a run does with a candidate whose pool task failed for good — its worker was
+/// lost, or it timed out, on every attempt `[pool] max_retries` allows
+/// (`[search] on_task_failure`). A calculation that fails (a structure a generator
+/// cannot make, a relaxation or an external calculator that reports an error) is
+/// not a task failure: it is counted and reported, whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTaskFailure {
+    /// Stop the run with an error naming the iteration, the candidate, the function
+    /// and the last worker's fate; everything before the iteration stays stored, and
+    /// `--resume` redoes the whole iteration.
+    #[default]
+    Fail,
+    /// Drop the candidate, count it (`dropped_candidates` in `summary.json`), warn,
+    /// and go on: the run's results then differ from an undisturbed run's.
+    Skip,
+}
+
+impl OnTaskFailure {
+    /// The name used in scripts (`fail`, `skip`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OnTaskFailure::Fail => "fail",
+            OnTaskFailure::Skip => "skip",
+        }
+    }
 }
 
 fn default_max_failed() -> u64 {
@@ -50,6 +81,7 @@ pub(super) fn read(
     let workers_v = keys.get("workers");
     let output_v = keys.get("output");
     let max_failed_v = keys.get("max_failed_iterations");
+    let on_task_failure_v = keys.get("on_task_failure");
     let key = |k: &str| keys.key(k);
 
     let algorithm = match algorithm_v {
@@ -92,6 +124,15 @@ pub(super) fn read(
         Some(v) => cx.u64_at_least(v, &key("max_failed_iterations"), 1),
         None => Some(DEFAULT_MAX_FAILED_ITERATIONS),
     };
+    let on_task_failure = match on_task_failure_v {
+        Some(v) => cx
+            .choice(v, &key("on_task_failure"), &["fail", "skip"])
+            .map(|c| match c.as_str() {
+                "skip" => OnTaskFailure::Skip,
+                _ => OnTaskFailure::Fail,
+            }),
+        None => Some(OnTaskFailure::Fail),
+    };
     let output = match output_v {
         Some(v) => cx
             .string(v, &key("output"), "a directory path (string)")
@@ -120,5 +161,6 @@ pub(super) fn read(
         workers: workers?,
         output: output?,
         max_failed_iterations: max_failed_iterations?,
+        on_task_failure: on_task_failure?,
     })
 }

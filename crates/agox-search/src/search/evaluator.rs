@@ -11,9 +11,11 @@
 //!   (`kind = "relax"`) runs the chosen candidates in parallel on the pool, with the
 //!   same box as the model relaxation.
 //! * **Failures**: a candidate whose calculation fails is not stored; its message is
-//!   returned in [`Evaluated::failures`]. A failure of the run itself (an external
-//!   program that cannot be started, [`crate::calculator::fails_the_run`]) is an
-//!   error.
+//!   returned in [`Evaluated::failures`]. A candidate whose task failed for good (its
+//!   workers lost or timed out on every attempt) is a fault the loop judges
+//!   ([`Evaluated::faults`], see [`super::policy`]). A failure of the run itself (an
+//!   external program that cannot be started, [`crate::calculator::fails_the_run`]),
+//!   a task that panicked, or a broken pool, is an error.
 
 use agox_atoms::optimize::BoxConstraint;
 use agox_pool::{Handle, Pool, PoolError};
@@ -33,12 +35,15 @@ pub struct Evaluator {
 }
 
 /// What an evaluation produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Evaluated {
     /// Candidates with energy and forces, in evaluation order.
     pub candidates: Vec<Candidate>,
     /// One message per candidate whose calculation failed (it is not stored).
     pub failures: Vec<String>,
+    /// Candidates whose task failed for good (worker lost or timed out on every
+    /// attempt): their place in the input, and the pool's error.
+    pub faults: Vec<(usize, PoolError)>,
 }
 
 impl Evaluator {
@@ -94,15 +99,16 @@ impl Evaluator {
             }
             EvaluatorKind::SinglePoint => {
                 let args = candidates.iter().map(|c| (link.clone(), c.atoms.clone()));
-                let results = pool.map(&self.fns.evaluate_candidate, args)?;
-                for (mut c, r) in candidates.into_iter().zip(results) {
+                let results = pool.map_results(&self.fns.evaluate_candidate, args)?;
+                for (k, (mut c, r)) in candidates.into_iter().zip(results).enumerate() {
                     match r {
-                        Ok(e) => {
+                        Ok(Ok(e)) => {
                             c.energy = Some(e.energy);
                             c.forces = Some(e.forces);
                             out.candidates.push(c);
                         }
-                        Err(e) => out.failures.push(format!("single point: {e}")),
+                        Ok(Err(e)) => out.failures.push(format!("single point: {e}")),
+                        Err(e) => out.fault(k, e)?,
                     }
                 }
             }
@@ -116,10 +122,10 @@ impl Evaluator {
                 let args = candidates
                     .iter()
                     .map(|c| (link.clone(), c.atoms.clone(), request.clone()));
-                let results = pool.map(&self.fns.relax_candidate, args)?;
-                for (mut c, r) in candidates.into_iter().zip(results) {
+                let results = pool.map_results(&self.fns.relax_candidate, args)?;
+                for (k, (mut c, r)) in candidates.into_iter().zip(results).enumerate() {
                     match r {
-                        Ok(o) => {
+                        Ok(Ok(o)) => {
                             c.atoms = o.atoms;
                             c.energy = Some(o.evaluation.energy);
                             c.forces = Some(o.evaluation.forces);
@@ -127,7 +133,9 @@ impl Evaluator {
                             c.meta.relax_steps = Some(before + o.steps as u64);
                             out.candidates.push(c);
                         }
-                        Err(e) => out.failures.push(e),
+                        // The relaxation's own error: the calculator's answer.
+                        Ok(Err(e)) => out.failures.push(e),
+                        Err(e) => out.fault(k, e)?,
                     }
                 }
             }
@@ -144,5 +152,19 @@ impl Evaluator {
         );
         out.candidates = good;
         Ok(out)
+    }
+}
+
+impl Evaluated {
+    /// Records candidate `k`'s task that failed for good (its workers lost or timed
+    /// out) as a fault for the loop's policy; any other pool error (a panic, a
+    /// calculator that cannot run, a broken pool) is the run's error.
+    fn fault(&mut self, k: usize, e: PoolError) -> Result<(), PoolError> {
+        if super::policy::is_task_failure(&e) {
+            self.faults.push((k, e));
+            Ok(())
+        } else {
+            Err(e)
+        }
     }
 }

@@ -13,9 +13,10 @@
 //! 4. **evaluate** — [`Evaluator`]: single points in the driver (built-in
 //!    potentials) or on the pool (an external calculator, whose clients live on the
 //!    workers), or relaxations on the pool;
-//! 5. **store** — the iteration's evaluations committed to the database in one
-//!    transaction ([`Database::store_many`]), then appended to `evaluated.xyz`
-//!    (and `best.xyz` replaced when the best improved);
+//! 5. **store** — the iteration's evaluations and the run's counters committed to
+//!    the database in one transaction ([`Database::store_iteration`], see
+//!    [`record`]): an iteration is complete exactly when it committed; then
+//!    appended to `evaluated.xyz` (and `best.xyz` replaced when the best improved);
 //! 6. **update** — the driver's copy of the sampler offered the stored candidates;
 //!    Metropolis draws from a stream seeded by `(run seed, iteration)`;
 //! 7. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
@@ -26,6 +27,13 @@
 //! sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
 //! candidate ([`crate::tasks`]); what differs between the algorithms is asked of
 //! [`Algorithm`](crate::algorithm::Algorithm).
+//!
+//! # Faults
+//! A pool task that fails for good (its worker lost, or timed out, on every attempt)
+//! stops the run before anything of its iteration is stored, or with `[search]
+//! on_task_failure = "skip"` drops its candidate, counted and reported; a broken
+//! pool always stops the run; a calculation that fails is the candidate's own,
+//! counted failure ([`policy`]).
 //!
 //! # Determinism
 //! Nothing depends on the pool's call counter or on which worker ran a task: with 1
@@ -51,7 +59,9 @@
 mod collector;
 mod evaluator;
 mod outputs;
+mod policy;
 mod postprocess;
+pub mod record;
 mod resume;
 
 use std::path::PathBuf;
@@ -71,12 +81,13 @@ pub use outputs::{
     DB_FILE, EVALUATED_FILE, FIRST_MESSAGES, LOCK_FILE, RUN_FILE, SUMMARY_FILE,
 };
 pub use postprocess::{ParallelRelaxPostprocess, Relaxed};
+pub use record::{PoolEvents, RunCounters};
 pub use resume::{check_same_search, resume_settings, History};
 
 use crate::algorithm::RelaxationModel;
 use crate::calculator::{CalculatorModule, CalculatorSpec};
 use crate::candidate::Candidate;
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Progress};
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, RELAX_MODEL_KEY};
@@ -99,10 +110,25 @@ const SAMPLER_SEED_TAG: u64 = 0x5341_4d50_4c45_5221;
 /// has a `source`), so a chain of contexts prints every cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
-    /// A pool operation failed (a worker lost beyond the retry budget, a socket, a
-    /// task that panicked).
+    /// A pool operation failed (a broken pool, a socket, a task that panicked).
     #[error(transparent)]
     Pool(PoolError),
+    /// A candidate's task failed for good (its worker lost, or timed out, on every
+    /// attempt) and `[search] on_task_failure` is `"fail"`. Nothing of the iteration
+    /// is stored: a resumed run redoes it whole.
+    #[error(
+        "iteration {iteration}, {candidate}: {error} (`[search] on_task_failure = \"fail\"`: \
+         the run stops; every iteration before {iteration} is stored, and a resumed run \
+         redoes iteration {iteration})"
+    )]
+    TaskFailed {
+        /// The iteration.
+        iteration: u64,
+        /// Which candidate (`candidate 3 ([[generator]] #2 rattle)`).
+        candidate: String,
+        /// The pool's error: function, task, attempts, the last worker's fate.
+        error: PoolError,
+    },
     /// The database failed.
     #[error("database: {0}")]
     Db(DbError),
@@ -190,10 +216,24 @@ impl From<DbError> for SearchError {
 /// One failure of an iteration: what failed and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureNote {
-    /// What failed: `[[generator]] #1 random`, `relax` or `evaluate`.
+    /// What failed: `[[generator]] #1 random`, `relax`, `evaluate`, or
+    /// [`DROPPED`] for a candidate dropped after its task failed for good.
     pub source: String,
     /// Why.
     pub message: String,
+}
+
+/// [`FailureNote::source`] of a candidate dropped because its task failed for good.
+pub const DROPPED: &str = "dropped (on_task_failure = \"skip\")";
+
+/// Counts and notes a candidate dropped after its task failed for good (`message`
+/// from [`policy::judge`]).
+fn note_dropped(counters: &mut RunCounters, failures: &mut Vec<FailureNote>, message: String) {
+    counters.dropped.record(&message);
+    failures.push(FailureNote {
+        source: DROPPED.into(),
+        message,
+    });
 }
 
 /// What one iteration did (the log line is its `Display`).
@@ -213,6 +253,9 @@ pub struct IterationReport {
     pub energies: Vec<f64>,
     /// Evaluations that failed.
     pub evaluation_failures: usize,
+    /// Candidates dropped because their task failed for good
+    /// (`on_task_failure = "skip"`).
+    pub dropped: usize,
     /// Every failure of the iteration, with its message, in the order seen.
     pub failures: Vec<FailureNote>,
     /// Per evaluated candidate: did it become the sampler's parent.
@@ -244,8 +287,11 @@ impl std::fmt::Display for IterationReport {
             self.energies.len()
         )?;
         let failures = self.generation_failures + self.relax_failures + self.evaluation_failures;
-        if failures > 0 {
-            write!(f, " ({failures} failed)")?;
+        match (failures, self.dropped) {
+            (0, 0) => {}
+            (n, 0) => write!(f, " ({n} failed)")?,
+            (0, d) => write!(f, " ({d} dropped)")?,
+            (n, d) => write!(f, " ({n} failed, {d} dropped)")?,
         }
         let unit = &self.energy_unit;
         if let Some(e) = self.energies.iter().copied().min_by(f64::total_cmp) {
@@ -283,17 +329,17 @@ pub struct Search {
     outputs: Outputs,
     /// Held for the search's whole life: no other process writes this directory.
     lock: RunLock,
+    /// Iterations complete (committed): the next one to run.
     next_iteration: u64,
     resumed_at: Option<u64>,
     best: Option<Candidate>,
     evaluations: u64,
     evaluations_at_start: u64,
-    /// Per generator (script order): made, failed and why.
-    generators: Vec<GeneratorSummary>,
-    relax_failures: Failures,
-    evaluation_failures: Failures,
-    /// Iterations in a row, up to the last one, in which nothing could be generated.
-    nothing_generated: u64,
+    /// The run's counters up to the last complete iteration, over every process of
+    /// the run (see [`record`]).
+    counters: RunCounters,
+    /// The pool's faults counted by the run's earlier processes.
+    events_before: PoolEvents,
     iterations_run: u64,
     timings: StepTimings,
     started: Instant,
@@ -326,10 +372,16 @@ impl Search {
         }
         check_calculator(&script, &pool)?;
         let seed = script.search.seed.unwrap_or_else(rand::random::<u64>);
-        let db = Database::create(dir.join(DB_FILE))?;
         let outputs = Outputs::open(&dir, true)?;
-        let search = Search::assemble(script, pool, seed, db, outputs, lock, History::default())?;
-        search.write_run_record()?;
+        // `run.json` before the database: a run killed in between leaves a directory
+        // without a database, which a fresh run may use; never a database that
+        // `--resume` cannot continue.
+        write_run_record(&outputs, &script, seed, pool.size())?;
+        let db = Database::create(dir.join(DB_FILE))?;
+        let mut search =
+            Search::assemble(script, pool, seed, db, outputs, lock, History::default())?;
+        let start = search.progress(0, &search.counters);
+        search.db.write_progress(&start)?;
         Ok(search)
     }
 
@@ -337,8 +389,9 @@ impl Search {
     /// settings and seed recorded in its `run.json` ([`resume_settings`]: `script`
     /// must describe the same search; its iterations are the new total). Replays the
     /// stored evaluations through the sampler, rewrites `evaluated.xyz` and
-    /// `best.xyz` from the database, and continues at the iteration after the last
-    /// stored one. Locks the directory ([`RunLock`]).
+    /// `best.xyz` from the database, and continues at the first iteration that is
+    /// not complete (see [`record`]), with the run's counters so far. Locks the
+    /// directory ([`RunLock`]).
     pub fn resume(script: Script, pool: Pool) -> Result<Search, SearchError> {
         let lock = RunLock::acquire(&script.search.output)?;
         Search::resume_locked(script, pool, lock)
@@ -352,8 +405,13 @@ impl Search {
         let seed = script.search.seed.ok_or_else(|| {
             SearchError::Resume(format!("{} records no seed", dir.join(RUN_FILE).display()))
         })?;
+        if !dir.join(DB_FILE).exists() {
+            // Stopped after recording its settings, before its database: nothing was
+            // done, so continuing is starting, with the recorded settings and seed.
+            return Search::new_locked(script, pool, lock);
+        }
         let db = Database::open_existing(dir.join(DB_FILE))?;
-        let history = History::from_stored(db.read_all()?);
+        let history = History::from_stored(db.read_all()?).with_progress(db.progress()?)?;
         let mut outputs = Outputs::open(&dir, true)?;
         let all: Vec<Candidate> = history.iterations.values().flatten().cloned().collect();
         outputs.append_evaluated(&all)?;
@@ -363,7 +421,12 @@ impl Search {
         let search = Search::assemble(script, pool, seed, db, outputs, lock, history)?;
         // A resume with nothing left to do changes no record of the run.
         if !search.is_done() {
-            search.write_run_record()?;
+            write_run_record(
+                &search.outputs,
+                &search.script,
+                search.seed,
+                search.pool.size(),
+            )?;
         }
         Ok(search)
     }
@@ -427,18 +490,30 @@ impl Search {
             fns.calculator.clone(),
             confinement,
         );
-        let resumed_at = (!history.iterations.is_empty()).then(|| history.next_iteration());
-        let generators = collector
+        let resumed_at = (history.next_iteration() > 0).then(|| history.next_iteration());
+        let labels: Vec<String> = collector
             .slots()
             .iter()
             .enumerate()
-            .map(|(i, slot)| GeneratorSummary {
-                generator: generator_label(i, slot.name),
-                ..GeneratorSummary::default()
-            })
+            .map(|(i, slot)| generator_label(i, slot.name))
             .collect();
+        let next_iteration = history.next_iteration();
+        let counters = match history.counters {
+            Some(c) => {
+                let recorded: Vec<&str> =
+                    c.generators.iter().map(|g| g.generator.as_str()).collect();
+                if recorded != labels {
+                    return Err(SearchError::Resume(format!(
+                        "the database's counters name the generators {recorded:?}, the \
+                         settings {labels:?}"
+                    )));
+                }
+                c
+            }
+            None => RunCounters::new(labels),
+        };
         Ok(Search {
-            next_iteration: history.next_iteration(),
+            next_iteration,
             resumed_at,
             best: history.best,
             evaluations: history.evaluations,
@@ -454,10 +529,8 @@ impl Search {
             db,
             outputs,
             lock,
-            generators,
-            relax_failures: Failures::default(),
-            evaluation_failures: Failures::default(),
-            nothing_generated: 0,
+            events_before: counters.pool_events.clone(),
+            counters,
             iterations_run: 0,
             timings: StepTimings::default(),
             started: Instant::now(),
@@ -484,22 +557,22 @@ impl Search {
         self.pool.submit_all(&self.generate_relax, args)
     }
 
-    /// Writes `run.json`: the resolved settings with the run's actual seed, so that
-    /// `--resume` needs nothing else.
-    fn write_run_record(&self) -> Result<(), SearchError> {
-        let mut script = self.script.clone();
-        script.search.seed = Some(self.seed);
-        let settings = serde_json::to_value(&script).map_err(|e| SearchError::Output {
-            path: self.outputs.path(RUN_FILE),
-            message: e.to_string(),
-        })?;
-        let record = RunRecord {
-            seed: self.seed,
-            workers: self.pool.size(),
-            script: self.script.path.clone(),
-            settings,
-        };
-        self.outputs.write_json(RUN_FILE, &record)
+    /// The progress to record when `next_iteration` iterations are complete and
+    /// `counters` are the run's counters after them (with the pool's faults up to
+    /// now).
+    fn progress(&self, next_iteration: u64, counters: &RunCounters) -> Progress {
+        let mut counters = counters.clone();
+        counters.pool_events = self.pool_events();
+        Progress {
+            next_iteration,
+            counters: counters.to_json(),
+        }
+    }
+
+    /// The pool's faults over the whole run: the earlier processes' and this one's.
+    pub fn pool_events(&self) -> PoolEvents {
+        self.events_before
+            .then(&PoolEvents::from_stats(&self.pool.stats()))
     }
 
     /// The script being run.
@@ -572,6 +645,11 @@ impl Search {
     /// is stored) and `None` returned. Evaluation, storage, sampler update and
     /// synchronization always run to their end once started, so the database and
     /// the sampler stay consistent.
+    ///
+    /// An error before the store leaves nothing of the iteration stored and the
+    /// search's counters as they were: calling this again redoes the iteration. An
+    /// error after it (the sampler update or the synchronization failed) leaves the
+    /// iteration complete in the database; continue with [`Search::resume`].
     pub fn run_iteration_until(
         &mut self,
         stop: &AtomicBool,
@@ -606,13 +684,24 @@ impl Search {
         let mut generated = 0;
         let mut generation_failures = 0;
         let mut failures = Vec::new();
-        // Which generator made each task, in submission order. A pool error (a task
-        // that panicked, a worker lost beyond the retry budget) stops the run: it is
-        // a fault, not a candidate that could not be made.
+        // This iteration's counts go to a copy, which becomes the search's own once
+        // the iteration is stored: an iteration that ends early counts nothing.
+        let mut counters = self.counters.clone();
+        let policy = self.script.search.on_task_failure;
+        // Which generator made each task, in submission order. A pool error is a
+        // fault, not a candidate that could not be made: the policy decides.
         let owners = self.collector.owners(iteration);
-        for (p, g) in pending.into_iter().zip(owners) {
-            let (made, relaxation) = self.pool.get(p)?;
-            let record = &mut self.generators[g];
+        for (k, (p, g)) in pending.into_iter().zip(owners).enumerate() {
+            let (made, relaxation) = match self.pool.get(p) {
+                Ok(output) => output,
+                Err(e) => {
+                    let candidate = format!("candidate {k} ({})", counters.generators[g].generator);
+                    let message = policy::judge(policy, iteration, candidate, e)?;
+                    note_dropped(&mut counters, &mut failures, message);
+                    continue;
+                }
+            };
+            let record = &mut counters.generators[g];
             match made {
                 Ok(c) => {
                     generated += 1;
@@ -621,7 +710,7 @@ impl Search {
                         Some(Ok(outcome)) => relaxed.push_relaxed(c, outcome),
                         None => relaxed.push_unrelaxed(c),
                         Some(Err(e)) => {
-                            self.relax_failures.record(&e);
+                            counters.relax_failures.record(&e);
                             failures.push(FailureNote {
                                 source: "relax".into(),
                                 message: e.clone(),
@@ -670,21 +759,35 @@ impl Search {
         timings.evaluate = t.elapsed().as_secs_f64();
         let evaluation_failures = evaluated.failures.len();
         for message in evaluated.failures {
-            self.evaluation_failures.record(&message);
+            counters.evaluation_failures.record(&message);
             failures.push(FailureNote {
                 source: "evaluate".into(),
                 message,
             });
         }
+        for (k, e) in evaluated.faults {
+            let candidate = format!("evaluation of chosen candidate {k}");
+            let message = policy::judge(policy, iteration, candidate, e)?;
+            note_dropped(&mut counters, &mut failures, message);
+        }
+        let dropped = failures.iter().filter(|f| f.source == DROPPED).count();
 
-        // 5. store
+        // 5. store: the evaluations and the counters, one transaction.
         let t = Instant::now();
         let mut stored = evaluated.candidates;
         let now = self.time_offset + self.started.elapsed().as_secs_f64();
         for c in &mut stored {
             c.meta.time_stamp = Some(now);
         }
-        let ids = self.db.store_many(&stored)?;
+        counters.nothing_generated = if generated == 0 {
+            counters.nothing_generated + 1
+        } else {
+            0
+        };
+        let progress = self.progress(iteration + 1, &counters);
+        let ids = self.db.store_iteration(&stored, &progress)?;
+        self.counters = counters;
+        self.next_iteration = iteration + 1;
         for (c, id) in stored.iter_mut().zip(ids) {
             c.meta.id = Some(id);
         }
@@ -722,15 +825,9 @@ impl Search {
         let sync = self.pool.synchronize()?;
         timings.sync = t.elapsed().as_secs_f64();
 
-        self.next_iteration += 1;
         self.iterations_run += 1;
         self.timings.add(&timings);
-        self.nothing_generated = if generated == 0 {
-            self.nothing_generated + 1
-        } else {
-            0
-        };
-        if self.nothing_generated >= self.script.search.max_failed_iterations {
+        if self.counters.nothing_generated >= self.script.search.max_failed_iterations {
             self.drain_lookahead();
             return Err(self.nothing_generated_error(iteration));
         }
@@ -742,6 +839,7 @@ impl Search {
             relax_failures,
             energies: stored.iter().filter_map(|c| c.energy).collect(),
             evaluation_failures,
+            dropped,
             failures,
             accepted,
             best_energy: self.best.as_ref().and_then(|b| b.energy),
@@ -758,8 +856,9 @@ impl Search {
     /// without a candidate, ending with `last`: each generator that failed, how often,
     /// and its first reasons.
     fn nothing_generated_error(&self, last: u64) -> SearchError {
-        let count = self.nothing_generated;
+        let count = self.counters.nothing_generated;
         let reasons: Vec<String> = self
+            .counters
             .generators
             .iter()
             .filter(|g| g.failures.count > 0)
@@ -878,6 +977,7 @@ impl Search {
     /// The summary of the run so far.
     pub fn summary(&self, interrupted: bool) -> Summary {
         let (pool, sync) = PoolSummary::from_stats(&self.pool.stats());
+        let c = &self.counters;
         let wall = self.started.elapsed().as_secs_f64();
         Summary {
             script: self.script.path.clone(),
@@ -892,13 +992,17 @@ impl Search {
             best_id: self.best.as_ref().and_then(|b| b.meta.id),
             evaluations: self.evaluations,
             energy_unit: self.script.energy_unit().to_owned(),
-            generated: self.generators.iter().map(|g| g.generated).sum(),
-            generation_failures: self.generators.iter().map(|g| g.failures.count).sum(),
-            generators: self.generators.clone(),
-            relax_failures: self.relax_failures.count,
-            relax_failure_messages: self.relax_failures.messages.clone(),
-            evaluation_failures: self.evaluation_failures.count,
-            evaluation_failure_messages: self.evaluation_failures.messages.clone(),
+            generated: c.generators.iter().map(|g| g.generated).sum(),
+            generation_failures: c.generators.iter().map(|g| g.failures.count).sum(),
+            generators: c.generators.clone(),
+            relax_failures: c.relax_failures.count,
+            relax_failure_messages: c.relax_failures.messages.clone(),
+            evaluation_failures: c.evaluation_failures.count,
+            evaluation_failure_messages: c.evaluation_failures.messages.clone(),
+            on_task_failure: self.script.search.on_task_failure.name().to_owned(),
+            dropped_candidates: c.dropped.count,
+            dropped_candidate_messages: c.dropped.messages.clone(),
+            pool_events: self.pool_events(),
             error: None,
             wall_time_s: wall,
             mean_iteration_ms: if self.iterations_run > 0 {
@@ -937,6 +1041,29 @@ fn check_calculator(script: &Script, pool: &Pool) -> Result<(), SearchError> {
             .map_err(SearchError::Calculator)?;
     }
     Ok(())
+}
+
+/// Writes `run.json`: the resolved settings with the run's actual seed, so that
+/// `--resume` needs nothing else.
+fn write_run_record(
+    outputs: &Outputs,
+    script: &Script,
+    seed: u64,
+    workers: usize,
+) -> Result<(), SearchError> {
+    let mut recorded = script.clone();
+    recorded.search.seed = Some(seed);
+    let settings = serde_json::to_value(&recorded).map_err(|e| SearchError::Output {
+        path: outputs.path(RUN_FILE),
+        message: e.to_string(),
+    })?;
+    let record = RunRecord {
+        seed,
+        workers,
+        script: script.path.clone(),
+        settings,
+    };
+    outputs.write_json(RUN_FILE, &record)
 }
 
 /// How a generator is named in messages and in `summary.json`: its place in the

@@ -4,8 +4,10 @@
 //! replays them **in storage order, iteration by iteration**, through the sampler,
 //! exactly as the loop offered them (same candidates, same energies, the same
 //! per-iteration Metropolis random stream), so the sampler ends in the state it had
-//! after the last committed iteration. The run then continues at the next
-//! iteration. Since every random choice of an iteration derives from (run seed,
+//! after the last committed iteration. The run then continues at the first
+//! iteration that is not complete, with the counters stored with the last complete
+//! one ([`super::record`]); an iteration stopped part-way stored nothing and is
+//! redone whole. Since every random choice of an iteration derives from (run seed,
 //! iteration, ...) and never from the pool's call counter, the continued run gives
 //! the energies an uninterrupted run would have given.
 
@@ -15,8 +17,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::outputs::{RunRecord, RUN_FILE};
+use super::record::RunCounters;
 use super::SearchError;
 use crate::candidate::Candidate;
+use crate::db::Progress;
 use crate::script::Script;
 
 /// What the database says about a run so far.
@@ -30,6 +34,11 @@ pub struct History {
     pub best: Option<Candidate>,
     /// Largest `time_stamp` stored (s), so a resumed run's time stamps go on from it.
     pub last_time_stamp: f64,
+    /// Iterations complete, as the database records them (`None`: it records no
+    /// progress, and the iteration after the last stored one is next).
+    pub complete: Option<u64>,
+    /// The run's counters after them, as recorded.
+    pub counters: Option<RunCounters>,
 }
 
 impl History {
@@ -53,9 +62,34 @@ impl History {
         h
     }
 
-    /// The iteration to continue at: one past the last stored iteration (0 if none).
+    /// Adds the database's recorded progress, checking that no structure is stored
+    /// for an iteration it does not count as complete.
+    pub fn with_progress(mut self, progress: Option<Progress>) -> Result<Self, SearchError> {
+        let Some(p) = progress else {
+            return Ok(self);
+        };
+        if let Some(&last) = self.iterations.keys().next_back() {
+            if last >= p.next_iteration {
+                return Err(SearchError::Resume(format!(
+                    "the database holds structures of iteration {last}, but records only \
+                     {} complete iteration(s)",
+                    p.next_iteration
+                )));
+            }
+        }
+        let counters = serde_json::from_str(&p.counters).map_err(|e| {
+            SearchError::Resume(format!("the database's counters cannot be read: {e}"))
+        })?;
+        self.complete = Some(p.next_iteration);
+        self.counters = Some(counters);
+        Ok(self)
+    }
+
+    /// The iteration to continue at: the first that is not complete (for a database
+    /// without recorded progress, one past the last stored iteration; 0 if none).
     pub fn next_iteration(&self) -> u64 {
-        self.iterations.keys().next_back().map_or(0, |&i| i + 1)
+        self.complete
+            .unwrap_or_else(|| self.iterations.keys().next_back().map_or(0, |&i| i + 1))
     }
 }
 
@@ -88,6 +122,10 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
     if let Some(given) = given {
         check_same_search(given, &record.settings)?;
         script.search.iterations = given.search.iterations;
+        // How faults are handled may change: it changes no result of the
+        // iterations done.
+        script.search.on_task_failure = given.search.on_task_failure;
+        script.pool = given.pool.clone();
     }
     script.search.seed = Some(record.seed);
     script.search.output = dir.to_path_buf();
@@ -95,7 +133,8 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
 }
 
 /// The parts of the resolved settings that must not change between a run and its
-/// resumption (everything but iterations, workers, output and seed).
+/// resumption (everything but iterations, workers, output, seed, `[pool]` and
+/// `on_task_failure`).
 const FROZEN: [&str; 6] = [
     "environment",
     "calculator",
@@ -125,7 +164,8 @@ pub fn check_same_search(script: &Script, settings: &Value) -> Result<(), Search
     } else {
         Err(SearchError::Resume(format!(
             "the script describes a different search than the one in the output directory \
-             (changed: {}); only iterations, workers and output may change on --resume",
+             (changed: {}); only iterations, workers, output, `on_task_failure` and `[pool]` \
+             may change on --resume",
             changed.join(", ")
         )))
     }
