@@ -62,7 +62,8 @@ pub(crate) struct LaunchInfo {
     pub address: String,
     pub token: String,
     pub max_frame: usize,
-    pub socket_dir: PathBuf,
+    /// The private directory of a Unix socket (removed if the coordinator dies).
+    pub socket_dir: Option<PathBuf>,
     /// `RLIMIT_DATA` for every worker (bytes).
     pub memory_limit: Option<u64>,
 }
@@ -539,8 +540,10 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
     let gone = |children: &mut Vec<Pid>| {
         // The driver is gone: take every worker and the socket files with us.
         stop_children(children);
-        let _ = std::fs::remove_file(&info.address);
-        let _ = std::fs::remove_dir(&info.socket_dir);
+        if let Some(dir) = &info.socket_dir {
+            let _ = std::fs::remove_file(&info.address);
+            let _ = std::fs::remove_dir(dir);
+        }
         0
     };
     loop {
@@ -757,12 +760,15 @@ fn run_worker(
 /// The fork server does this for forked workers; this matters for exec'd ones.
 /// Returns whether the coordinator was found gone.
 fn cleanup_if_orphaned(address: &str, parent: u32) -> bool {
+    let unix = !address.starts_with(transport::TCP_SCHEME);
     let t0 = Instant::now();
     // The kernel reparents children after closing the dead process's descriptors,
     // so the end of stream may arrive first: give it a moment.
     while t0.elapsed() < Duration::from_millis(300) {
         if std::os::unix::process::parent_id() != parent {
-            remove_socket(Path::new(address));
+            if unix {
+                remove_socket(Path::new(address));
+            }
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -825,21 +831,23 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
 }
 
 /// An exec'd worker has no fork server watching it: a thread checks every 250 ms
-/// that the process that started it is still its parent and that the socket still
-/// exists, and ends the worker (even in the middle of a long task) when either is
-/// gone. An orphaned worker also removes the socket file and its private directory,
-/// which the killed coordinator could not.
+/// that the process that started it is still its parent and, for a Unix socket,
+/// that the socket still exists, and ends the worker (even in the middle of a long
+/// task) when either is gone. An orphaned worker also removes the socket file and
+/// its private directory, which the killed coordinator could not. A TCP worker's
+/// coordinator may be on another machine: only its parent is watched (a worker
+/// started by `srun` or `ssh` ends with that launcher).
 fn start_watchdog(address: &str, parent: u32) {
-    let path = PathBuf::from(address);
+    let path = (!address.starts_with(transport::TCP_SCHEME)).then(|| PathBuf::from(address));
     let _ = std::thread::Builder::new()
         .name("agox-watchdog".into())
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
             let orphaned = std::os::unix::process::parent_id() != parent;
-            if orphaned {
-                remove_socket(&path);
+            if let (true, Some(path)) = (orphaned, &path) {
+                remove_socket(path);
             }
-            if orphaned || !path.exists() {
+            if orphaned || path.as_ref().is_some_and(|p| !p.exists()) {
                 // SAFETY: immediate exit of this worker process.
                 unsafe { libc::_exit(4) }
             }

@@ -71,11 +71,16 @@ mod launch;
 mod module;
 mod pool;
 mod registry;
+mod shm;
 mod stats;
 pub mod transport;
 mod worker;
 
-pub use config::{default_workers, Launcher, PoolConfig};
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
+pub use config::{default_workers, Launcher, PoolConfig, TransportConfig};
+pub use shm::{SharedValue, SharedView};
 pub use error::{PoolError, TaskFailure, WorkerName};
 pub use events::{EventSink, LossCause, PoolEvent, RefusalKind, WorkerExit};
 #[doc(hidden)]
