@@ -80,7 +80,6 @@ mod worker;
 pub mod mpi;
 
 pub use config::{default_workers, Launcher, PoolConfig, TransportConfig};
-pub use shm::{SharedValue, SharedView};
 pub use error::{PoolError, TaskFailure, WorkerName};
 pub use events::{EventSink, LossCause, PoolEvent, RefusalKind, WorkerExit};
 #[doc(hidden)]
@@ -89,6 +88,7 @@ pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};
 pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
+pub use shm::{SharedValue, SharedView};
 pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
 pub use worker::{serve, Ending, WorkerError, WorkerIdentity};
 

@@ -148,6 +148,7 @@ fn transport(
         TransportConfig::Mpi => Box::new(crate::transport::mpi::MpiTransport::new(
             cfg.workers,
             cfg.max_frame,
+            token,
         )?),
     })
 }
