@@ -108,6 +108,18 @@ impl Session {
         }
     }
 
+    /// Whether this job's ranks were given a pool (after which the worker ranks
+    /// are past their start and an error on rank 0 ends the job by dropping it).
+    pub fn pool_started(&self) -> bool {
+        POOL_STARTED.load(Ordering::SeqCst)
+    }
+
+    /// Ends the whole job now (`MPI_Abort`): for a rank 0 that fails while the
+    /// other ranks wait for it.
+    pub fn abort(self, code: i32) -> ! {
+        world().abort(code)
+    }
+
     /// This rank and the job's size.
     pub fn rank_and_size(&self) -> (u32, u32) {
         (world().rank() as u32, world().size() as u32)

@@ -373,15 +373,14 @@ impl Transport for MpiTransport {
     }
 
     fn shutdown(&mut self, grace: Duration) {
+        // Every rank is told, welcomed or not: a rank still waiting for its
+        // welcome (a start that failed) ends too, and so does the job.
         if let Ok(frame) = encode_frame(&ToWorker::Shutdown) {
-            let ranks: Vec<LinkId> = (1..self.links.len() as LinkId)
-                .filter(|&r| self.links[r as usize].as_ref().is_some_and(|l| l.welcomed))
-                .collect();
-            for r in ranks {
-                if let Some(l) = self.link(r) {
-                    l.peer.queue(&[Chunk::Own(frame.clone())]);
-                }
-                let _ = self.flush(r);
+            for r in 1..self.links.len() as LinkId {
+                let pending = self.link(r).and_then(|l| l.peer.take_message());
+                let mut msg = pending.unwrap_or_default();
+                msg.extend_from_slice(&frame);
+                let _ = self.isend(r, msg);
             }
         }
         // Every send must complete before MPI is finalized.
