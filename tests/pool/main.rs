@@ -12,3 +12,5 @@ mod recovery;
 mod scheduling;
 mod state;
 mod strangers;
+
+mod inproc;

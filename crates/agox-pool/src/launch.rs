@@ -714,7 +714,7 @@ fn run_worker(
     max_frame: usize,
     parent: Option<u32>,
 ) -> i32 {
-    let conn = match transport::connect(&address) {
+    let conn = match connect_patiently(&address) {
         Ok(c) => c,
         Err(e) => {
             raw_eprint(&format!(
@@ -750,6 +750,31 @@ fn run_worker(
                 raw_eprint(&e.to_string());
             }
             3
+        }
+    }
+}
+
+/// How long a TCP worker keeps trying to reach a coordinator that does not listen
+/// yet (workers started by `srun` or `ssh` may start before it).
+const TCP_CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Connects to `address`; a TCP coordinator that refuses the connection (not
+/// listening yet) is tried again for up to [`TCP_CONNECT_PATIENCE`].
+fn connect_patiently(address: &str) -> io::Result<Box<dyn transport::Connection>> {
+    let tcp = address.starts_with(transport::TCP_SCHEME);
+    let deadline = Instant::now() + TCP_CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match transport::connect(address) {
+            Err(e)
+                if tcp
+                    && e.kind() == io::ErrorKind::ConnectionRefused
+                    && Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
         }
     }
 }

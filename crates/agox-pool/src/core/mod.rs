@@ -211,7 +211,14 @@ impl Core {
     }
 
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.slots.iter().map(|s| s.pid).collect()
+        self.slots.iter().map(|s| self.process_of(s.pid)).collect()
+    }
+
+    fn process_of(&self, handle: u32) -> u32 {
+        match &self.transport {
+            Some(t) if handle != 0 => t.process_of(handle),
+            _ => handle,
+        }
     }
 
     pub fn set_task_timeout(&mut self, t: Option<Duration>) {
@@ -488,7 +495,7 @@ impl Core {
                 .zip(self.sched.lanes())
                 .map(|(s, lane)| WorkerStats {
                     id: s.id,
-                    pid: s.pid,
+                    pid: self.process_of(s.pid),
                     alive: s.link.is_some(),
                     tasks: lane.tasks_run,
                     failed: lane.tasks_failed,

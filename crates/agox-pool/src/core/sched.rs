@@ -556,3 +556,378 @@ impl std::hash::Hasher for IdHasher {
 }
 
 pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Assigns and returns (slot, task) in the order sent.
+    fn assign(s: &mut Sched, now: Instant) -> Vec<(usize, u64)> {
+        let mut sent = Vec::new();
+        s.assign(now, |w, id, _| {
+            sent.push((w, id));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        sent
+    }
+
+    fn args(n: usize) -> Vec<Vec<u8>> {
+        vec![Vec::new(); n]
+    }
+
+    fn loss(worker: u32, ran: bool) -> Loss<'static> {
+        Loss {
+            worker,
+            fate: "(pid 7): connection closed",
+            ran,
+            timed_out: None,
+        }
+    }
+
+    #[test]
+    fn unknown_functions_get_a_window_of_one_and_tiny_ones_a_wide_window() {
+        let now = Instant::now();
+        let mut s = Sched::new(2, 0, 2, 128);
+        s.open(0);
+        s.open(1);
+        let ids = s.submit("f", args(10), None);
+        assert_eq!(assign(&mut s, now), [(0, ids[0]), (1, ids[1])]);
+        // 1 µs of work against a 60 µs round trip.
+        s.done(0, ids[0], 1_000, Ok(vec![]), now);
+        let sent = assign(&mut s, now);
+        assert!(sent.len() > 2, "{sent:?}");
+        assert!(s.lanes()[0].max_in_flight > 1);
+    }
+
+    #[test]
+    fn long_tasks_get_a_window_of_one() {
+        let now = Instant::now();
+        let mut s = Sched::new(1, 0, 2, 128);
+        s.open(0);
+        let ids = s.submit("slow", args(3), None);
+        assign(&mut s, now);
+        s.done(0, ids[0], 50_000_000, Ok(vec![]), now);
+        assert_eq!(assign(&mut s, now), [(0, ids[1])]);
+        assert!(assign(&mut s, now).is_empty());
+    }
+
+    #[test]
+    fn the_least_loaded_worker_wins_and_between_equals_the_one_whose_task_started_last() {
+        let t0 = Instant::now();
+        let mut s = Sched::new(3, 0, 2, 128);
+        for w in 0..3 {
+            s.open(w);
+        }
+        let warm = s.submit("f", args(1), None);
+        assign(&mut s, t0);
+        s.done(0, warm[0], 1_000, Ok(vec![]), t0);
+        // Worker 2 gets two, worker 0 one (started first), worker 1 one (later).
+        let ids = s.submit("f", args(1), Some(vec![0]));
+        assert_eq!(assign(&mut s, t0), [(0, ids[0])]);
+        let t1 = t0 + Duration::from_millis(1);
+        let ids = s.submit("f", args(1), Some(vec![1]));
+        assert_eq!(assign(&mut s, t1), [(1, ids[0])]);
+        let ids = s.submit("f", args(2), Some(vec![2, 2]));
+        assign(&mut s, t1);
+        assert_eq!(s.lanes()[2].in_flight.len(), 2, "{ids:?}");
+        // The next queued task: workers 0 and 1 hold one each; 1's started last.
+        let ids = s.submit("f", args(1), None);
+        assert_eq!(assign(&mut s, t1), [(1, ids[0])]);
+    }
+
+    #[test]
+    fn pinned_tasks_go_to_their_worker_only_and_wait_for_its_next_process() {
+        let now = Instant::now();
+        let mut s = Sched::new(2, 0, 2, 128);
+        s.open(0);
+        let ids = s.submit("f", args(2), Some(vec![1, 1]));
+        assert!(assign(&mut s, now).is_empty(), "slot 1 has no worker yet");
+        s.open(1);
+        assert_eq!(assign(&mut s, now), [(1, ids[0])]);
+        // Lost while holding the first: it fails (it belonged to that process); the
+        // second, never sent, waits for the slot's next process.
+        let out = s.lost(1, loss(1, true));
+        assert!(
+            matches!(&out[..], [Outcome::Abandoned { index: 0, .. }]),
+            "{out:?}"
+        );
+        assert!(s.take_result(ids[0]).unwrap_err().is_worker_lost());
+        s.open(1);
+        assert_eq!(assign(&mut s, now), [(1, ids[1])]);
+    }
+
+    #[test]
+    fn a_lost_workers_tasks_go_back_in_order_ahead_of_later_ones_within_the_budget() {
+        let now = Instant::now();
+        let mut s = Sched::new(2, 0, 1, 128);
+        s.open(0);
+        s.open(1);
+        let warm = s.submit("f", args(2), None);
+        assign(&mut s, now);
+        s.done(0, warm[0], 1_000, Ok(vec![]), now);
+        s.done(1, warm[1], 1_000, Ok(vec![]), now);
+        s.submit("f", args(6), None);
+        let sent = assign(&mut s, now);
+        assert_eq!(sent.len(), 6);
+        let on_1: Vec<u64> = sent
+            .iter()
+            .filter(|(w, _)| *w == 1)
+            .map(|(_, id)| *id)
+            .collect();
+        let later = s.submit("f", args(1), None);
+        let out = s.lost(1, loss(1, true));
+        assert_eq!(out.len(), on_1.len());
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, Outcome::Retried { attempts: 1, .. })));
+        // They run next, in submission order, before the later task.
+        let again: Vec<u64> = assign(&mut s, now).iter().map(|(_, id)| *id).collect();
+        let mut expect = on_1.clone();
+        expect.push(later[0]);
+        assert_eq!(
+            &again[..expect.len().min(again.len())],
+            &expect[..expect.len().min(again.len())]
+        );
+        // A second loss spends the budget (max_retries = 1): they fail naming the fate.
+        let out = s.lost(0, loss(0, true));
+        for id in on_1 {
+            if s.is_finished(id) {
+                let e = s.take_result(id).unwrap_err();
+                assert!(e.to_string().contains("(pid 7): connection closed"), "{e}");
+            }
+        }
+        assert!(
+            out.iter().any(|o| matches!(o, Outcome::Abandoned { .. })),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_never_became_ready_ran_nothing_and_costs_no_attempt() {
+        let now = Instant::now();
+        let mut s = Sched::new(1, 0, 0, 128);
+        s.open(0);
+        let ids = s.submit("f", args(1), None);
+        assign(&mut s, now);
+        for _ in 0..5 {
+            let out = s.lost(0, loss(0, false));
+            assert!(
+                matches!(&out[..], [Outcome::Retried { attempts: 0, .. }]),
+                "{out:?}"
+            );
+            s.open(0);
+            assign(&mut s, now);
+        }
+        s.done(0, ids[0], 10, Ok(vec![1]), now);
+        assert_eq!(s.take_result(ids[0]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn a_task_past_its_timeout_expires_and_fails_with_a_timeout_once_its_retries_are_spent() {
+        let t0 = Instant::now();
+        let mut s = Sched::new(1, 0, 0, 128);
+        s.open(0);
+        let ids = s.submit("hang", args(1), None);
+        assign(&mut s, t0);
+        let limit = Duration::from_millis(10);
+        assert!(s.expired(t0 + Duration::from_millis(5), limit).is_empty());
+        assert_eq!(s.expired(t0 + Duration::from_millis(11), limit), [0]);
+        assert_eq!(s.next_expiry(limit), Some(t0 + limit));
+        let out = s.lost(
+            0,
+            Loss {
+                timed_out: Some(limit),
+                ..loss(0, true)
+            },
+        );
+        assert!(matches!(&out[..], [Outcome::Abandoned { .. }]));
+        assert!(s.take_result(ids[0]).unwrap_err().is_timeout());
+    }
+
+    #[test]
+    fn a_result_for_a_task_taken_back_is_dropped() {
+        let now = Instant::now();
+        let mut s = Sched::new(2, 0, 2, 128);
+        s.open(0);
+        let ids = s.submit("f", args(1), None);
+        assign(&mut s, now);
+        s.lost(0, loss(0, true));
+        s.done(0, ids[0], 10, Ok(vec![9]), now);
+        assert!(!s.is_finished(ids[0]));
+        s.open(1);
+        assert_eq!(assign(&mut s, now), [(1, ids[0])]);
+        s.done(1, ids[0], 10, Ok(vec![1]), now);
+        assert_eq!(s.take_result(ids[0]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn seeds_depend_on_call_and_index_only() {
+        let mut a = Sched::new(1, 42, 2, 128);
+        let mut b = Sched::new(7, 42, 2, 128);
+        let x = a.submit("f", args(3), None);
+        let y = b.submit("g", args(3), None);
+        for (i, j) in x.iter().zip(&y) {
+            assert_eq!(a.task(*i).unwrap().seed, b.task(*j).unwrap().seed);
+        }
+        let z = a.submit("f", args(1), None);
+        assert_ne!(a.task(z[0]).unwrap().seed, a.task(x[0]).unwrap().seed);
+    }
+
+    /// One step of a random run.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Submit {
+            n: usize,
+            pin: Option<usize>,
+        },
+        Assign,
+        /// The worker finishes the head of its window (workers run in order).
+        Done {
+            w: usize,
+            busy_ns: u64,
+            ok: bool,
+        },
+        Lost {
+            w: usize,
+            ran: bool,
+            timed_out: bool,
+        },
+        Open {
+            w: usize,
+        },
+    }
+
+    fn step(workers: usize) -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0usize..6, proptest::option::of(0..workers))
+                .prop_map(|(n, pin)| Step::Submit { n, pin }),
+            Just(Step::Assign),
+            Just(Step::Assign),
+            (0..workers, 1u64..200_000, proptest::bool::weighted(0.9))
+                .prop_map(|(w, busy_ns, ok)| Step::Done { w, busy_ns, ok }),
+            (0..workers, any::<bool>(), any::<bool>()).prop_map(|(w, ran, timed_out)| Step::Lost {
+                w,
+                ran,
+                timed_out
+            }),
+            (0..workers).prop_map(|w| Step::Open { w }),
+        ]
+    }
+
+    /// Every task not collected is in exactly one place: the queue, one lane's
+    /// window, one lane's pinned list, or finished. The queue is in submission
+    /// order.
+    fn check_places(s: &Sched, submitted: &[u64]) -> Result<(), TestCaseError> {
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        for id in s.queue.iter() {
+            *seen.entry(*id).or_default() += 1;
+        }
+        for lane in &s.lanes {
+            for id in lane.in_flight.iter().chain(lane.pinned.iter()) {
+                *seen.entry(*id).or_default() += 1;
+            }
+        }
+        for id in submitted {
+            let finished = s.is_finished(*id);
+            let places = seen.get(id).copied().unwrap_or(0) + usize::from(finished);
+            prop_assert_eq!(places, 1, "task {} is in {} places", id, places);
+        }
+        prop_assert!(s
+            .queue
+            .iter()
+            .zip(s.queue.iter().skip(1))
+            .all(|(a, b)| a < b));
+        for (w, lane) in s.lanes.iter().enumerate() {
+            prop_assert_eq!(lane.open, s.keys[w].is_some());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn random_runs_never_lose_or_duplicate_a_task_and_keep_submission_order(
+            workers in 1usize..5,
+            steps in proptest::collection::vec(step(4), 1..120),
+        ) {
+            let t0 = Instant::now();
+            let mut s = Sched::new(workers, 3, 2, 16);
+            let mut submitted = Vec::new();
+            let mut finished_once: HashMap<u64, usize> = HashMap::new();
+            for (k, st) in steps.into_iter().enumerate() {
+                let now = t0 + Duration::from_micros(k as u64 * 10);
+                let before: Vec<bool> = submitted.iter().map(|id| s.is_finished(*id)).collect();
+                match st {
+                    Step::Submit { n, pin } => {
+                        let pin = pin.filter(|&p| p < workers).map(|p| vec![p as u32; n]);
+                        submitted.extend(s.submit("f", args(n), pin));
+                    }
+                    Step::Assign => {
+                        let sent = assign(&mut s, now);
+                        // Unpinned tasks start oldest first.
+                        let free: Vec<u64> = sent
+                            .iter()
+                            .map(|(_, id)| *id)
+                            .filter(|id| s.task(*id).is_some_and(|t| t.pin.is_none()))
+                            .collect();
+                        prop_assert!(free.windows(2).all(|p| p[0] < p[1]), "{:?}", free);
+                        if let (Some(last), Some(next)) = (free.last(), s.queue.front()) {
+                            prop_assert!(last < next);
+                        }
+                    }
+                    Step::Done { w, busy_ns, ok } if w < workers => {
+                        if let Some(&id) = s.lanes[w].in_flight.front() {
+                            let res = if ok {
+                                Ok(id.to_le_bytes().to_vec())
+                            } else {
+                                Err(PoolError::Config("task failed".into()))
+                            };
+                            s.done(w, id, busy_ns, res, now);
+                        }
+                    }
+                    Step::Lost { w, ran, timed_out } if w < workers => {
+                        let limit = timed_out.then_some(Duration::from_millis(1));
+                        s.lost(w, Loss { worker: w as u32, fate: "gone", ran, timed_out: limit });
+                    }
+                    Step::Open { w } if w < workers => s.open(w),
+                    _ => {}
+                }
+                for (id, was) in submitted.iter().zip(before) {
+                    if !was && s.is_finished(*id) {
+                        *finished_once.entry(*id).or_default() += 1;
+                    }
+                    // Once finished, a task stays finished until collected.
+                    prop_assert!(!was || s.is_finished(*id));
+                }
+                check_places(&s, &submitted)?;
+            }
+            // Drain: every worker back, every task runs to its end.
+            for w in 0..workers {
+                if !s.lanes[w].open {
+                    s.open(w);
+                }
+            }
+            let mut rounds = 0;
+            while submitted.iter().any(|id| !s.is_finished(*id)) {
+                rounds += 1;
+                prop_assert!(rounds < 10_000, "stuck");
+                assign(&mut s, t0);
+                for w in 0..workers {
+                    if let Some(&id) = s.lanes[w].in_flight.front() {
+                        s.done(w, id, 1_000, Ok(id.to_le_bytes().to_vec()), t0);
+                        *finished_once.entry(id).or_default() += 1;
+                    }
+                }
+            }
+            for id in &submitted {
+                prop_assert!(finished_once.get(id).copied().unwrap_or(0) <= 1);
+                if let Ok(out) = s.take_result(*id) {
+                    prop_assert_eq!(out, id.to_le_bytes().to_vec());
+                }
+            }
+        }
+    }
+}

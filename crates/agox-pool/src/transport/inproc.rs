@@ -193,6 +193,11 @@ impl Transport for InProcess {
         true
     }
 
+    /// A worker thread runs in this process.
+    fn process_of(&self, _handle: u32) -> u32 {
+        std::process::id()
+    }
+
     fn spawn(&mut self, worker: u32) -> Result<u32, SpawnError> {
         let link = self.next;
         self.next += 1;

@@ -78,6 +78,7 @@ pub(crate) enum Bulk {
     /// Written once into a memory file whose descriptor each worker receives.
     Descriptors,
     /// One collective broadcast to every worker at once.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     Collective,
 }
 
@@ -91,6 +92,7 @@ pub(crate) enum Chunk {
     SharedFd(Arc<Vec<u8>>, Arc<OwnedFd>),
     /// A value that follows its frame by the transport's collective broadcast,
     /// not through the link.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     Collective(Arc<Vec<u8>>),
 }
 
@@ -127,6 +129,12 @@ pub(crate) trait Transport: Send {
     fn spawn(&mut self, worker: u32) -> Result<u32, SpawnError>;
     /// Whether this transport launches workers.
     fn launches(&self) -> bool;
+    /// The operating-system process of the worker launched as `handle` (what
+    /// [`spawn`](Self::spawn) returned): the same number, except for workers that
+    /// are threads of this process.
+    fn process_of(&self, handle: u32) -> u32 {
+        handle
+    }
     /// Kills a launched worker and waits up to `timeout` for how it ended.
     fn kill(&mut self, pid: u32, timeout: Duration) -> Option<WorkerExit>;
     /// Waits up to `timeout` for events and appends them to `events`; writes
