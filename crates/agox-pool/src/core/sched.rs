@@ -50,6 +50,9 @@ pub(crate) struct Task {
     pub args: Vec<u8>,
     /// How many times it was started.
     pub attempts: u32,
+    /// Sent to a worker with nothing else in flight: its answer times a clean
+    /// round trip.
+    solo: bool,
     pub pin: Option<u32>,
     pub state: TaskState,
 }
@@ -100,6 +103,14 @@ pub(crate) struct Loss<'a> {
     pub timed_out: Option<Duration>,
 }
 
+/// A task this long (ns) is never queued behind another: hiding a round trip
+/// behind it gains a few percent at most, and balance matters more. (Without this
+/// bound a loaded machine, whose round trips look long, would pipeline long tasks.)
+const LONG_TASK_NS: f64 = 1e6;
+
+/// How many recent round-trip samples the estimate keeps.
+const RTT_SAMPLES: usize = 16;
+
 /// Ordering key of an open lane: fewest in flight first, then the running task
 /// that started last, then the lowest slot.
 type RoomKey = (usize, Reverse<Option<Instant>>, usize);
@@ -120,8 +131,11 @@ pub(crate) struct Sched {
     fn_index: HashMap<Arc<str>, usize>,
     /// Smoothed run time per function (ns; `None` until first measured).
     fn_busy: Vec<Option<f64>>,
-    /// Smoothed round trip (ns).
+    /// The round trip (ns): the smallest of the recent clean samples. Delays of
+    /// this loaded machine only lengthen a sample, so the smallest is the
+    /// transport's own round trip, which is what the window must hide.
     rtt_ns: f64,
+    rtt_samples: VecDeque<f64>,
     next_task: u64,
     next_call: u64,
     pub retries: u64,
@@ -143,6 +157,7 @@ impl Sched {
             fn_index: HashMap::new(),
             fn_busy: Vec::new(),
             rtt_ns: 60_000.0,
+            rtt_samples: VecDeque::new(),
             next_task: 0,
             next_call: 0,
             retries: 0,
@@ -195,6 +210,7 @@ impl Sched {
                     seed: task_seed(self.seed, call, index as u64),
                     args: a,
                     attempts: 0,
+                    solo: false,
                     pin: pin_to,
                     state: TaskState::Queued,
                 },
@@ -253,7 +269,7 @@ impl Sched {
     fn window(&self, fn_index: usize) -> usize {
         match self.fn_busy.get(fn_index).copied().flatten() {
             None => 1,
-            Some(busy) if busy >= 10.0 * self.rtt_ns => 1,
+            Some(busy) if busy >= 10.0 * self.rtt_ns || busy >= LONG_TASK_NS => 1,
             Some(busy) => {
                 let w = 1.0 + (2.0 * self.rtt_ns / busy.max(1.0)).ceil();
                 (w as usize).clamp(1, self.max_window)
@@ -315,8 +331,10 @@ impl Sched {
 
     /// Task `id` joins lane `w`'s window.
     fn start(&mut self, w: usize, id: u64, now: Instant) {
+        let solo = self.lanes[w].in_flight.is_empty();
         if let Some(task) = self.tasks.get_mut(&id) {
             task.attempts += 1;
+            task.solo = solo;
             task.state = TaskState::Running { since: now };
         }
         let lane = &mut self.lanes[w];
@@ -362,12 +380,22 @@ impl Sched {
             }
         }
         if let Some(task) = self.tasks.get_mut(&id) {
-            if let TaskState::Running { since } = task.state {
-                if alone && pos == 0 {
-                    let total = now.saturating_duration_since(since).as_nanos() as f64;
-                    let rtt = (total - busy_ns as f64).max(1_000.0);
-                    self.rtt_ns = 0.9 * self.rtt_ns + 0.1 * rtt;
+            // Only a task sent to an idle worker and answered before any other was
+            // sent times a round trip: the start of a task queued behind another
+            // is when the coordinator read the other's answer, which may be in the
+            // same read as this one's.
+            if let (TaskState::Running { since }, true) = (&task.state, task.solo && alone) {
+                let total = now.saturating_duration_since(*since).as_nanos() as f64;
+                let sample = (total - busy_ns as f64).max(1_000.0);
+                if self.rtt_samples.len() == RTT_SAMPLES {
+                    self.rtt_samples.pop_front();
                 }
+                self.rtt_samples.push_back(sample);
+                self.rtt_ns = self
+                    .rtt_samples
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min);
             }
             if let Some(e) = self.fn_busy.get_mut(task.fn_index) {
                 let b = busy_ns as f64;
@@ -595,10 +623,67 @@ mod tests {
         let ids = s.submit("f", args(10), None);
         assert_eq!(assign(&mut s, now), [(0, ids[0]), (1, ids[1])]);
         // 1 µs of work against a 60 µs round trip.
-        s.done(0, ids[0], 1_000, Ok(vec![]), now);
+        s.done(
+            0,
+            ids[0],
+            1_000,
+            Ok(vec![]),
+            now + Duration::from_micros(61),
+        );
         let sent = assign(&mut s, now);
         assert!(sent.len() > 2, "{sent:?}");
         assert!(s.lanes()[0].max_in_flight > 1);
+    }
+
+    #[test]
+    fn a_round_trip_is_timed_only_on_a_task_sent_to_an_idle_worker() {
+        let t0 = Instant::now();
+        let mut s = Sched::new(1, 0, 2, 128);
+        s.open(0);
+        let warm = s.submit("f", args(1), None);
+        assign(&mut s, t0);
+        s.done(
+            0,
+            warm[0],
+            1_000,
+            Ok(vec![]),
+            t0 + Duration::from_micros(61),
+        );
+        assert_eq!(s.rtt_ns, 60_000.0);
+        // A window of tiny tasks answered in one read: the last finishes alone,
+        // but it was queued behind the others, so it times nothing.
+        let ids = s.submit("f", args(5), None);
+        let t1 = t0 + Duration::from_millis(1);
+        assert_eq!(assign(&mut s, t1).len(), 5);
+        let t2 = t1 + Duration::from_micros(70);
+        for id in ids {
+            s.done(0, id, 1_000, Ok(vec![]), t2);
+        }
+        assert_eq!(s.rtt_ns, 60_000.0);
+        // A slow answer (a loaded machine) does not lengthen the estimate.
+        let one = s.submit("f", args(1), None);
+        assign(&mut s, t2);
+        s.done(0, one[0], 1_000, Ok(vec![]), t2 + Duration::from_millis(5));
+        assert_eq!(s.rtt_ns, 60_000.0);
+    }
+
+    #[test]
+    fn tasks_of_a_millisecond_or_more_are_never_queued_behind_another() {
+        let t0 = Instant::now();
+        let mut s = Sched::new(1, 0, 2, 128);
+        s.open(0);
+        let ids = s.submit("g", args(3), None);
+        assign(&mut s, t0);
+        // A 1.5 ms task after a 10 ms wait for its answer (a loaded machine): the
+        // round trip looks long, but the task is long too.
+        s.done(
+            0,
+            ids[0],
+            1_500_000,
+            Ok(vec![]),
+            t0 + Duration::from_micros(11_500),
+        );
+        assert_eq!(assign(&mut s, t0).len(), 1);
     }
 
     #[test]
@@ -666,8 +751,10 @@ mod tests {
         s.open(1);
         let warm = s.submit("f", args(2), None);
         assign(&mut s, now);
-        s.done(0, warm[0], 1_000, Ok(vec![]), now);
-        s.done(1, warm[1], 1_000, Ok(vec![]), now);
+        // 1 µs tasks, answered after a 60 µs round trip: a wide window.
+        let later = now + Duration::from_micros(61);
+        s.done(0, warm[0], 1_000, Ok(vec![]), later);
+        s.done(1, warm[1], 1_000, Ok(vec![]), later);
         s.submit("f", args(6), None);
         let sent = assign(&mut s, now);
         assert_eq!(sent.len(), 6);
