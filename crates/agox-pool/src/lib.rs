@@ -71,6 +71,7 @@ mod launch;
 mod module;
 mod pool;
 mod registry;
+pub mod sched;
 mod shm;
 mod stats;
 pub mod transport;

@@ -1,5 +1,5 @@
-//! The coordinator's engine: the event loop that ties the scheduler (`sched`, a
-//! pure state machine), the record of what workers hold (`replica`), the life of
+//! The coordinator's engine: the event loop that ties the scheduler
+//! ([`crate::sched`], a pure state machine), the record of what workers hold (`replica`), the life of
 //! worker slots (`supervise`) and module operations (`sync`) to a
 //! [`Transport`](crate::transport) that moves the frames.
 //!
@@ -12,7 +12,6 @@
 //! queue until then.
 
 pub(crate) mod replica;
-pub(crate) mod sched;
 mod supervise;
 mod sync;
 
@@ -23,13 +22,13 @@ use crate::handshake::Refusals;
 use crate::launch::{ExecLauncher, ForkServer, LaunchInfo, Launcher};
 use crate::module::ModuleStore;
 use crate::registry::{Registry, TaskContext};
+use crate::sched::{IdHash, Sched};
 use crate::stats::{PoolStats, SyncTotals, WorkerLoss, WorkerStats};
 use crate::transport::inproc::InProcess;
 use crate::transport::stream::StreamTransport;
 use crate::transport::{Bulk, Event, LinkId, TcpEndpoint, Transport, UnixEndpoint};
 use agox_wire::{encode_frame_into, FromWorker, ToWorkerRef};
 use replica::Replica;
-use sched::{IdHash, Sched};
 use serde_bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

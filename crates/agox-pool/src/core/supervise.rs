@@ -15,12 +15,12 @@
 //! that, or when no worker can be launched any more, the pool is broken and every
 //! call says so.
 
-use super::sched::{Loss, Outcome};
 use super::{Core, MAX_LOSSES};
 use crate::error::PoolError;
 use crate::events::{LossCause, PoolEvent, WorkerExit};
 use crate::handshake::{judge, Expect, Refusal};
 use crate::launch::SpawnError;
+use crate::sched::{Loss, Outcome};
 use crate::stats::WorkerLoss;
 use crate::transport::LinkId;
 use agox_wire::{Hello, PROTOCOL_VERSION};

@@ -12,12 +12,12 @@
 
 use super::peer::Peer;
 use super::{Bulk, Chunk, Connection, Event, LinkId, Transport};
-use crate::core::sched::IdHash;
 use crate::error::PoolError;
 use crate::events::{LossCause, RefusalKind, WorkerExit};
 use crate::handshake::Refusal;
 use crate::launch::SpawnError;
 use crate::registry::Registry;
+use crate::sched::IdHash;
 use crate::worker::{self, WorkerIdentity};
 use agox_wire::{encode_frame, FromWorker, ToWorker};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};

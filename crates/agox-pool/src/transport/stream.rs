@@ -5,11 +5,11 @@
 
 use super::peer::Peer;
 use super::{poll_fds, Bulk, Chunk, Connection, Endpoint, Event, LinkId, Transport};
-use crate::core::sched::IdHash;
 use crate::error::PoolError;
 use crate::events::{LossCause, WorkerExit};
 use crate::handshake::{refuse, welcome, Admission, Door, ACCEPTS_PER_TURN};
 use crate::launch::{Launcher, SpawnError};
+use crate::sched::IdHash;
 use agox_wire::{encode_frame, ToWorker};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

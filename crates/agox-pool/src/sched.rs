@@ -18,6 +18,9 @@
 //!
 //! Choosing a worker costs O(log workers): the open workers are kept ordered by
 //! (tasks in flight, start of their running task), so the least loaded is the first.
+//!
+//! The pool's coordinator drives it; it is public so that its rules can be
+//! simulated and measured without workers (`examples/bench_sched.rs`).
 
 use crate::error::PoolError;
 use crate::registry::task_seed;
@@ -28,70 +31,85 @@ use std::time::{Duration, Instant};
 
 /// Where a task is.
 #[derive(Debug)]
-pub(crate) enum TaskState {
+pub enum TaskState {
+    /// Waiting for a worker.
     Queued,
     /// In a worker's window; `since` is when it became the window's head (the
     /// task a worker runs is always the head), or when it was sent.
-    Running {
-        since: Instant,
-    },
+    Running { since: Instant },
+    /// Done: its output, or why it failed.
     Finished(Result<Vec<u8>, PoolError>),
 }
 
 /// One call of a function on one argument.
 #[derive(Debug)]
-pub(crate) struct Task {
+pub struct Task {
+    /// The registered function.
     pub function: Arc<str>,
     /// Index of the function's run-time statistics.
     fn_index: usize,
     /// Index in its call.
     pub index: usize,
+    /// Its seed, from (pool seed, call, index).
     pub seed: u64,
+    /// Its encoded arguments.
     pub args: Vec<u8>,
     /// How many times it was started.
     pub attempts: u32,
     /// Sent to a worker with nothing else in flight: its answer times a clean
     /// round trip.
     solo: bool,
+    /// The only slot that may run it.
     pub pin: Option<u32>,
+    /// Where it is.
     pub state: TaskState,
 }
 
 /// One worker slot as the scheduler sees it.
 #[derive(Debug, Default)]
-pub(crate) struct Lane {
+pub struct Lane {
     /// Takes tasks (a connected worker).
     open: bool,
     /// Tasks sent, in the order sent; the head is running.
     pub in_flight: VecDeque<u64>,
     /// Tasks only this slot may run, not sent yet.
     pinned: VecDeque<u64>,
+    /// Tasks finished here.
     pub tasks_run: u64,
+    /// Of which failed.
     pub tasks_failed: u64,
+    /// Time its tasks ran (ns, as reported).
     pub busy_ns: u64,
+    /// Most tasks it ever held at once.
     pub max_in_flight: usize,
 }
 
 /// What became of a task taken back from a lost worker.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// Queued again.
     Retried {
+        /// The function.
         function: String,
+        /// The task's index in its call.
         index: usize,
+        /// How many times it was started so far.
         attempts: u32,
     },
     /// Failed for good; `error` is what its caller receives.
     Abandoned {
+        /// The function.
         function: String,
+        /// The task's index in its call.
         index: usize,
+        /// The error.
         error: String,
     },
 }
 
 /// Why a worker's tasks are taken back.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Loss<'a> {
+pub struct Loss<'a> {
     /// The slot.
     pub worker: u32,
     /// What became of its process, for the error (`(pid 42): connection closed`).
@@ -115,7 +133,8 @@ const RTT_SAMPLES: usize = 16;
 /// that started last, then the lowest slot.
 type RoomKey = (usize, Reverse<Option<Instant>>, usize);
 
-pub(crate) struct Sched {
+/// The scheduler of one pool: its tasks, its queue and one lane per worker slot.
+pub struct Sched {
     seed: u64,
     max_retries: u32,
     max_window: usize,
@@ -138,11 +157,16 @@ pub(crate) struct Sched {
     rtt_samples: VecDeque<f64>,
     next_task: u64,
     next_call: u64,
+    /// Tasks queued again after their worker was lost.
     pub retries: u64,
+    /// Tasks failed for good after their retries.
     pub abandoned: u64,
 }
 
 impl Sched {
+    /// A scheduler for `workers` slots (all closed), deriving task seeds from
+    /// `seed`, retrying a task at most `max_retries` times, with at most
+    /// `max_window` tasks in flight per worker.
     pub fn new(workers: usize, seed: u64, max_retries: u32, max_window: usize) -> Self {
         Sched {
             seed,
@@ -165,10 +189,12 @@ impl Sched {
         }
     }
 
+    /// The slots, by index.
     pub fn lanes(&self) -> &[Lane] {
         &self.lanes
     }
 
+    /// A task not collected yet.
     pub fn task(&self, id: u64) -> Option<&Task> {
         self.tasks.get(&id)
     }
@@ -414,6 +440,7 @@ impl Sched {
         }
     }
 
+    /// True once task `id` finished (or was collected).
     pub fn is_finished(&self, id: u64) -> bool {
         matches!(
             self.tasks.get(&id).map(|t| &t.state),
