@@ -212,9 +212,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "inproc" => TransportConfig::InProcess,
             #[cfg(feature = "mpi")]
             "mpi" => TransportConfig::Mpi,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "--transport {other}: expected unix, tcp, inproc or mpi (mpi needs --features mpi)"
-            )),
+            ))
+            }
         };
         Ok(PoolConfig::with_workers(workers).transport(t))
     };

@@ -13,4 +13,7 @@ mod scheduling;
 mod state;
 mod strangers;
 
+// The scheduling and synchronization tests are compiled twice on purpose: once
+// here, once inside `inproc` against in-process workers.
+#[allow(clippy::duplicate_mod)]
 mod inproc;

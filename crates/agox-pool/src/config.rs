@@ -212,11 +212,13 @@ impl PoolConfig {
                 self.launcher, self.transport
             ));
         }
-        if self.transport == TransportConfig::InProcess && self.worker_memory_mb.is_some() {
-            return Err(
-                "worker_memory_mb cannot apply to in-process workers (threads share the process's memory)"
-                    .into(),
-            );
+        // The limit is set by the pool on the processes it launches.
+        if self.worker_memory_mb.is_some() && (!streams || self.launcher == Launcher::External) {
+            return Err(format!(
+                "worker_memory_mb applies to workers the pool launches (fork or command, over unix or tcp), not to {} workers{}",
+                self.transport,
+                if self.launcher == Launcher::External { " started outside the pool" } else { "" }
+            ));
         }
         if let Some(t) = &self.token {
             if t.len() < 16 || t.chars().any(char::is_whitespace) {
@@ -260,4 +262,51 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp() -> TransportConfig {
+        TransportConfig::Tcp {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+
+    /// The memory limit is set on processes the pool launches, and only there.
+    #[test]
+    fn worker_memory_limit_only_where_the_pool_launches_processes() {
+        let limited = |transport: TransportConfig, launcher: Launcher| PoolConfig {
+            worker_memory_mb: Some(256),
+            launcher,
+            token: Some("0123456789abcdef".into()),
+            ..PoolConfig::with_workers(2).transport(transport)
+        };
+        let command = Launcher::Command {
+            program: "agox-coord".into(),
+            args: vec![],
+        };
+        for (transport, launcher) in [
+            (TransportConfig::Unix, Launcher::Fork),
+            (TransportConfig::Unix, command.clone()),
+            (tcp(), Launcher::Fork),
+            (tcp(), command),
+        ] {
+            let cfg = limited(transport, launcher);
+            assert_eq!(cfg.validate(), Ok(()), "{:?}", cfg.launcher);
+        }
+        let external = limited(tcp(), Launcher::External).validate().unwrap_err();
+        assert!(
+            external.contains("worker_memory_mb") && external.contains("started outside the pool"),
+            "{external}"
+        );
+        let threads = limited(TransportConfig::InProcess, Launcher::Fork)
+            .validate()
+            .unwrap_err();
+        assert!(
+            threads.contains("worker_memory_mb") && threads.contains("in-process"),
+            "{threads}"
+        );
+    }
 }

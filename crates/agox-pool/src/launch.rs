@@ -717,8 +717,19 @@ fn run_worker(
     let conn = match connect_patiently(&address) {
         Ok(c) => c,
         Err(e) => {
+            // Say that refusals were waited out, so nobody looks for a quick failure.
+            let waited = if address.starts_with(transport::TCP_SCHEME)
+                && e.kind() == io::ErrorKind::ConnectionRefused
+            {
+                format!(
+                    " (no coordinator listened within {} s)",
+                    TCP_CONNECT_PATIENCE.as_secs()
+                )
+            } else {
+                String::new()
+            };
             raw_eprint(&format!(
-                "worker {worker_id}: cannot connect to {address}: {e}"
+                "worker {worker_id}: cannot connect to {address}: {e}{waited}"
             ));
             return 2;
         }

@@ -13,13 +13,12 @@
 use super::peer::Peer;
 use super::{Bulk, Chunk, Connection, Event, LinkId, Transport};
 use crate::error::PoolError;
-use crate::events::{LossCause, RefusalKind, WorkerExit};
-use crate::handshake::Refusal;
+use crate::events::{LossCause, WorkerExit};
 use crate::launch::SpawnError;
 use crate::registry::Registry;
 use crate::sched::IdHash;
 use crate::worker::{self, WorkerIdentity};
-use agox_wire::{encode_frame, FromWorker, ToWorker};
+use agox_wire::{encode_frame, ToWorker};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -83,10 +82,9 @@ impl Connection for ThreadEnd {
     }
 }
 
-/// One worker thread, as the coordinator sees it.
+/// One worker thread, as the coordinator sees it (dropped to close its channel).
 struct ThreadLink {
-    /// `None` once closed.
-    to_worker: Option<Sender<Vec<u8>>>,
+    to_worker: Sender<Vec<u8>>,
     peer: Peer,
     welcomed: bool,
 }
@@ -134,24 +132,11 @@ impl InProcess {
                 let alive = l.peer.feed(&bytes, link, events);
                 if !l.welcomed {
                     // The first frame is the greeting.
-                    for e in &mut events[start..] {
-                        if let Event::Message {
-                            msg: FromWorker::Hello(hello),
-                            ..
-                        } = e
-                        {
-                            *e = Event::Hello {
-                                link,
-                                hello: hello.clone(),
-                            };
-                        } else {
-                            *e = Event::Refused(Refusal {
-                                kind: RefusalKind::Malformed,
-                                reason: "expected Hello".into(),
-                                authentic: None,
-                            });
-                        }
-                    }
+                    let greeting: Vec<Event> = events
+                        .drain(start..)
+                        .map(|e| super::as_greeting(e, link))
+                        .collect();
+                    events.extend(greeting);
                 }
                 if !alive {
                     self.links.remove(&link);
@@ -232,7 +217,7 @@ impl Transport for InProcess {
         self.links.insert(
             link,
             ThreadLink {
-                to_worker: Some(to_worker),
+                to_worker,
                 peer: Peer::new(self.max_frame),
                 welcomed: false,
             },
@@ -320,8 +305,9 @@ impl Transport for InProcess {
         if let Ok(frame) = encode_frame(&ToWorker::Refused {
             reason: reason.to_string(),
         }) {
-            if let Some(tx) = self.links.get(&link).and_then(|l| l.to_worker.as_ref()) {
-                let _ = tx.send(frame);
+            if let Some(l) = self.links.get(&link) {
+                // A thread that ended takes no refusal: nothing to do.
+                let _ = l.to_worker.send(frame);
             }
         }
         self.links.remove(&link);
@@ -348,20 +334,16 @@ impl Transport for InProcess {
         let Some(msg) = l.peer.take_message() else {
             return Ok(());
         };
-        match &l.to_worker {
-            Some(tx) => tx
-                .send(msg)
-                .map_err(|_| "the worker thread is gone".to_string()),
-            None => Err("the link is closed".to_string()),
-        }
+        l.to_worker
+            .send(msg)
+            .map_err(|_| "the worker thread is gone".to_string())
     }
 
     fn shutdown(&mut self, grace: Duration) {
         if let Ok(frame) = encode_frame(&ToWorker::Shutdown) {
-            for l in self.links.values() {
-                if let (true, Some(tx)) = (l.welcomed, &l.to_worker) {
-                    let _ = tx.send(frame.clone());
-                }
+            for l in self.links.values().filter(|l| l.welcomed) {
+                // A thread that ended needs no goodbye.
+                let _ = l.to_worker.send(frame.clone());
             }
         }
         self.links.clear();

@@ -1,8 +1,8 @@
 //! Transports: how frames move between the coordinator and its workers, and how
 //! the coordinator learns that something happened.
 //!
-//! The coordinator's event loop sees one small interface, [`Transport`]: it queues
-//! frames for a link, and asks the transport to [`wait`](Transport::wait) for
+//! The coordinator's event loop sees one small interface, `Transport`: it queues
+//! frames for a link, and asks the transport to `wait` for
 //! events (a greeting, a message, a lost link, a worker process that ended). How
 //! readiness is found is the transport's business: `poll(2)` on sockets (Unix,
 //! TCP), a channel (in-process threads), probing for messages (MPI ranks). Two
@@ -11,7 +11,7 @@
 //! * **launching** (`spawn`, `kill`): Unix and TCP pools fork or execute their
 //!   workers, the in-process pool starts threads; MPI ranks are started by
 //!   `mpirun` or `srun`, and TCP workers may be started by another launcher.
-//! * **bulk values** ([`Bulk`]): large attribute values travel outside the
+//! * **bulk values** (`Bulk`): large attribute values travel outside the
 //!   ordered stream where the transport can do better than copying them through
 //!   it — a memory file passed by descriptor (Unix), a collective broadcast (MPI).
 //!
@@ -112,6 +112,27 @@ impl Chunk {
             Chunk::Own(v) => Chunk::Shared(Arc::new(v.clone())),
             other => other.clone(),
         }
+    }
+}
+
+/// Turns the first messages of a link not welcomed yet (message transports,
+/// which frame the greeting like any message) into its greeting, or a refusal.
+pub(crate) fn as_greeting(event: Event, link: LinkId) -> Event {
+    match event {
+        Event::Message {
+            msg: FromWorker::Hello(hello),
+            ..
+        } => Event::Hello { link, hello },
+        Event::Lost { cause, .. } => Event::Refused(Refusal {
+            kind: crate::events::RefusalKind::Malformed,
+            reason: format!("no valid greeting: {cause}"),
+            authentic: None,
+        }),
+        _ => Event::Refused(Refusal {
+            kind: crate::events::RefusalKind::Malformed,
+            reason: "a message before the greeting".into(),
+            authentic: None,
+        }),
     }
 }
 

@@ -17,11 +17,10 @@
 use super::peer::Peer;
 use super::{Bulk, Chunk, Connection, Event, LinkId, Transport};
 use crate::error::PoolError;
-use crate::events::{RefusalKind, WorkerExit};
-use crate::handshake::Refusal;
+use crate::events::WorkerExit;
 use crate::launch::SpawnError;
 use crate::shm::SharedValue;
-use agox_wire::{encode_frame, FromWorker, ToWorker};
+use agox_wire::{encode_frame, ToWorker};
 use mpi::ffi;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
@@ -219,19 +218,11 @@ impl MpiTransport {
             let start = events.len();
             let alive = l.peer.feed(&bytes, rank, events);
             if !l.welcomed {
-                for e in &mut events[start..] {
-                    *e = match std::mem::replace(e, Event::LauncherGone(String::new())) {
-                        Event::Message {
-                            msg: FromWorker::Hello(hello),
-                            ..
-                        } => Event::Hello { link: rank, hello },
-                        _ => Event::Refused(Refusal {
-                            kind: RefusalKind::Malformed,
-                            reason: format!("rank {rank} did not greet first"),
-                            authentic: None,
-                        }),
-                    };
-                }
+                let greeting: Vec<Event> = events
+                    .drain(start..)
+                    .map(|e| super::as_greeting(e, rank))
+                    .collect();
+                events.extend(greeting);
             }
             if !alive {
                 // A rank that broke the protocol stays in the job; it is never
