@@ -11,10 +11,19 @@
 //! same measurement as a pair of small C programs doing `read`/`write` on a
 //! `socketpair` (a forked child echoing), written with the standard library.
 //!
+//! `--transport unix|tcp|inproc|mpi` chooses how the pool talks to its workers (the
+//! floor is always the Unix socket pair): Unix sockets by default, TCP on the
+//! loopback, threads of this process, or MPI ranks — the last in a build with the
+//! `mpi` feature, under `mpirun -n WORKERS+1` (rank 0 measures, the others serve;
+//! an MPI job starts one pool, so `start_ms` is that one start).
+//!
 //! `cargo run --release --example bench_pool -- --workers 2`
+//! `cargo build --release --example bench_pool --features mpi &&
+//!  mpirun -n 3 target/release/examples/bench_pool --transport mpi`
 
 use agox::pool::{
     dynamic_attributes, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
+    TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -151,22 +160,67 @@ impl Peer {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut workers = 2usize;
+    let mut workers = None;
+    let mut transport = "unix".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--workers" => {
-                workers = args
-                    .next()
-                    .ok_or("--workers needs a number")?
-                    .parse()
-                    .map_err(|e| format!("--workers: {e}"))?
+                workers = Some(
+                    args.next()
+                        .ok_or("--workers needs a number")?
+                        .parse::<usize>()
+                        .map_err(|e| format!("--workers: {e}"))?,
+                )
             }
+            "--transport" => transport = args.next().ok_or("--transport needs a kind")?,
             other => {
-                return Err(format!("unknown argument '{other}' (expected --workers N)").into())
+                return Err(format!(
+                    "unknown argument '{other}' (expected --workers N, --transport unix|tcp|inproc|mpi)"
+                )
+                .into())
             }
         }
     }
+    // Under MPI every rank but 0 serves, before anything else happens.
+    #[cfg(feature = "mpi")]
+    let mpi_session = if transport == "mpi" {
+        let session = agox::pool::mpi::init()?;
+        match session.role() {
+            agox::pool::mpi::Role::Worker { .. } => {
+                let (reg, _) = registry();
+                std::process::exit(session.serve(&reg));
+            }
+            agox::pool::mpi::Role::Coordinator { workers: n } => {
+                if workers.is_some_and(|w| w != n) {
+                    return Err(format!("--workers: this MPI job has {n} worker ranks").into());
+                }
+                workers = Some(n);
+            }
+        }
+        Some(session)
+    } else {
+        None
+    };
+    let workers = workers.unwrap_or(2);
+    let config = || -> Result<PoolConfig, String> {
+        let t = match transport.as_str() {
+            "unix" => TransportConfig::Unix,
+            "tcp" => TransportConfig::Tcp {
+                listen: "127.0.0.1:0".into(),
+            },
+            "inproc" => TransportConfig::InProcess,
+            #[cfg(feature = "mpi")]
+            "mpi" => TransportConfig::Mpi,
+            other => {
+                return Err(format!(
+                "--transport {other}: expected unix, tcp, inproc or mpi (mpi needs --features mpi)"
+            ))
+            }
+        };
+        Ok(PoolConfig::with_workers(workers).transport(t))
+    };
+    config()?;
     const REPS: usize = 5;
     const TASKS: usize = 2000;
     const FLOOR_ROUNDTRIPS: usize = 20_000;
@@ -182,16 +236,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sink.send_ms(&payload)?;
 
     let mut start_ms = Vec::new();
-    for _ in 0..REPS {
+    // An MPI job's ranks serve one pool: its start is the one measured below.
+    let starts = if transport == "mpi" { 0 } else { REPS };
+    for _ in 0..starts {
         let (reg, _) = registry();
         let t0 = Instant::now();
-        let pool = Pool::start(reg, PoolConfig::with_workers(workers))?;
+        let pool = Pool::start(reg, config()?)?;
         start_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         drop(pool);
     }
 
     let (reg, Fns { sum, len }) = registry();
-    let pool = Pool::start(reg, PoolConfig::with_workers(workers))?;
+    let t0 = Instant::now();
+    let pool = Pool::start(reg, config()?)?;
+    if starts == 0 {
+        start_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
     let args: Vec<Vec<f64>> = (0..TASKS).map(|i| vec![i as f64; 100]).collect();
     // Warm up: the scheduler learns the task is tiny, pages are touched.
     pool.map(&sum, args.clone())?;
@@ -257,7 +317,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     echo.stop()?;
 
     println!(
-        "{{\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"worker_rss_mb\":{:?}}}",
+        "{{\"transport\":\"{transport}\",\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"worker_rss_mb\":{:?}}}",
         workers,
         median(start_ms),
         median(per_task),
@@ -271,5 +331,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(sync_ratio),
         rss
     );
+    drop(pool);
+    #[cfg(feature = "mpi")]
+    drop(mpi_session);
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! `N passed, M failed` line.
 
 use agox::pool::{
-    worker_main, Launcher, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
+    dynamic_attributes, worker_main, Launcher, Link, Module, Pool, PoolConfig, Registry,
+    TaskContext, TaskError, TransportConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
@@ -22,9 +23,23 @@ impl Module for Counter {
     const TYPE_NAME: &'static str = "Counter";
 }
 
+/// A module with a large dynamic attribute.
+#[derive(Serialize, Deserialize, Default)]
+struct Weights {
+    values: Vec<f64>,
+}
+
+impl Module for Weights {
+    const TYPE_NAME: &'static str = "Weights";
+    dynamic_attributes!(values);
+}
+
 fn registry(extra: bool) -> Registry {
     let mut r = Registry::new();
-    r.module::<Counter>();
+    r.module::<Counter>().module::<Weights>();
+    r.function("weights_sum", |ctx: &TaskContext, w: Link<Weights>| {
+        Ok::<_, TaskError>(ctx.module(&w)?.values.iter().sum::<f64>())
+    });
     r.function("square", |_: &TaskContext, x: u64| {
         Ok::<_, TaskError>(x * x)
     });
@@ -100,6 +115,121 @@ fn exec_workers_serve() -> Result<(), String> {
     }
     if dir.is_some_and(|d| d.exists()) {
         return Err("socket directory left behind".into());
+    }
+    Ok(())
+}
+
+/// Workers executed by the pool connect over TCP on the loopback; every value,
+/// a large attribute too, travels through the socket.
+fn tcp_exec_workers_serve() -> Result<(), String> {
+    let cfg = PoolConfig {
+        launcher: Launcher::Command {
+            program: exe(),
+            args: vec![],
+        },
+        ..PoolConfig::with_workers(2).transport(TransportConfig::Tcp {
+            listen: "127.0.0.1:0".into(),
+        })
+    };
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
+    let address = pool.address().unwrap_or_default();
+    if !address.starts_with("tcp://127.0.0.1:") || address.ends_with(":0") {
+        return Err(format!("address {address}"));
+    }
+    check_squares_and_weights(&pool)?;
+    let pids = pool.worker_pids();
+    drop(pool);
+    for pid in pids {
+        if !eventually(Duration::from_secs(3), || !alive(pid)) {
+            return Err(format!("tcp worker {pid} outlived the pool"));
+        }
+    }
+    Ok(())
+}
+
+/// Maps squares, then pushes an 8 MB attribute and reads it back on every worker.
+fn check_squares_and_weights(pool: &Pool) -> Result<(), String> {
+    let square = agox::pool::FnHandle::<u64, u64>::new("square");
+    let out = pool.map(&square, 0..50u64).map_err(|e| e.to_string())?;
+    if out != (0..50u64).map(|x| x * x).collect::<Vec<_>>() {
+        return Err(format!("wrong results {out:?}"));
+    }
+    let w = pool
+        .add_module("weights", Weights::default())
+        .map_err(|e| e.to_string())?;
+    w.lock().values = (0..1_000_000).map(|i| (i % 7) as f64).collect();
+    let report = pool.synchronize().map_err(|e| e.to_string())?;
+    if report.bytes < 2 * 8_000_000 {
+        return Err(format!("{report}"));
+    }
+    let want: f64 = w.lock().values.iter().sum();
+    let sum = agox::pool::FnHandle::<Link<Weights>, f64>::new("weights_sum");
+    let seen = pool.broadcast(&sum, &w.link()).map_err(|e| e.to_string())?;
+    if seen.len() != pool.size() || seen.iter().any(|&s| s != want) {
+        return Err(format!("workers see {seen:?}, expected {want}"));
+    }
+    Ok(())
+}
+
+/// Workers started by someone else (as `srun` or `ssh` would) connect to the
+/// pool's TCP address with the token in `AGOX_POOL_TOKEN`, even before it
+/// listens; a connection with another token is refused and the pool serves on.
+fn tcp_external_workers_connect_with_the_token() -> Result<(), String> {
+    let token = "0123456789abcdef0123456789abcdef".to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let address = format!("tcp://127.0.0.1:{port}");
+    // Started first: they wait for the coordinator to listen.
+    let mut workers = Vec::new();
+    for id in 0..2 {
+        let child = Command::new(exe())
+            .args(["worker", "--connect", &address, "--id", &id.to_string()])
+            .env("AGOX_POOL_TOKEN", &token)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        workers.push(child);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let cfg = PoolConfig {
+        launcher: Launcher::External,
+        token: Some(token),
+        ..PoolConfig::with_workers(2).transport(TransportConfig::Tcp {
+            listen: format!("127.0.0.1:{port}"),
+        })
+    };
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
+    let pids: Vec<u32> = workers.iter().map(|c| c.id()).collect();
+    if pool.worker_pids() != pids {
+        return Err(format!(
+            "pool workers {:?}, started {pids:?}",
+            pool.worker_pids()
+        ));
+    }
+    // A stranger with the wrong token.
+    let mut stranger =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let hello = agox::wire::FromWorker::Hello(agox::wire::Hello {
+        protocol: agox::wire::PROTOCOL_VERSION,
+        worker_id: 0,
+        pid: 1,
+        fingerprint: registry(false).fingerprint(),
+        token: "f".repeat(32),
+    });
+    agox::wire::write_frame(&mut stranger, &hello).map_err(|e| e.to_string())?;
+    check_squares_and_weights(&pool)?;
+    let refused = pool.stats().recent_refusals;
+    if !refused.iter().any(|r| r.contains("wrong pool token")) {
+        return Err(format!("the stranger was not refused: {refused:?}"));
+    }
+    drop(pool);
+    for mut w in workers {
+        let status = w.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("an external worker ended with {status}"));
+        }
     }
     Ok(())
 }
@@ -335,6 +465,11 @@ fn main() {
     let checks: Vec<(&str, Check)> = vec![
         ("exec_workers_serve", exec_workers_serve),
         ("registry_mismatch_is_refused", registry_mismatch_is_refused),
+        ("tcp_exec_workers_serve", tcp_exec_workers_serve),
+        (
+            "tcp_external_workers_connect_with_the_token",
+            tcp_external_workers_connect_with_the_token,
+        ),
         (
             "peer_of_another_user_is_refused",
             peer_of_another_user_is_refused,

@@ -12,3 +12,8 @@ mod recovery;
 mod scheduling;
 mod state;
 mod strangers;
+
+// The scheduling and synchronization tests are compiled twice on purpose: once
+// here, once inside `inproc` against in-process workers.
+#[allow(clippy::duplicate_mod)]
+mod inproc;

@@ -269,3 +269,27 @@ fn killed_fork_server_breaks_the_pool_loudly() {
     assert!(pool.map(&f.square, [1u64]).unwrap_err().is_broken());
     assert!(events.count(|e| matches!(e, PoolEvent::PoolBroken { .. })) == 1);
 }
+
+/// A replacement worker gets a large value (shared memory) back.
+#[test]
+fn replacement_gets_the_large_attribute_back() {
+    let (pool, f) = crate::common::pool(2);
+    let m = pool.add_module("model", Model::new(vec![], 0.0)).unwrap();
+    m.lock().weights = (0..1_000_000).map(|i| (i % 97) as f64).collect();
+    m.lock().version += 1;
+    pool.synchronize().unwrap();
+    let victim = pool.worker_pids()[1];
+    // SAFETY: killing a worker process of this test.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(crate::common::eventually(
+        std::time::Duration::from_secs(3),
+        || { !crate::common::process_alive(victim) }
+    ));
+    let expect: f64 = m.lock().weights.iter().sum();
+    let out = pool.map(&f.predict, vec![(m.link(), 1.0); 8]).unwrap();
+    assert_eq!(out, vec![expect; 8]);
+    assert_eq!(pool.stats().total_restarts(), 1);
+    for v in pool.broadcast(&f.predict, &(m.link(), 1.0)).unwrap() {
+        assert_eq!(v, expect);
+    }
+}

@@ -1,6 +1,6 @@
 //! Ordering, determinism across worker counts, and the in-flight window.
 
-use crate::common::{pool, pool_with};
+use super::common::{pool, pool_with};
 use agox::pool::PoolConfig;
 use std::time::{Duration, Instant};
 

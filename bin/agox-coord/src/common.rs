@@ -188,6 +188,37 @@ pub enum LauncherKind {
     Fork,
     /// Execute `agox-coord worker` for each worker
     Exec,
+    /// Start none: workers are started by someone else (srun, ssh) and connect on their own, with the token in AGOX_POOL_TOKEN
+    External,
+}
+
+/// Sets how `config`'s workers start. `External` takes the pool's token from
+/// `AGOX_POOL_TOKEN` (the workers are given the same), and says where they connect
+/// once the pool listens (see [`announce`]).
+pub fn apply_launcher(config: &mut PoolConfig, kind: LauncherKind) -> Result<()> {
+    match kind {
+        LauncherKind::Fork => config.launcher = Launcher::Fork,
+        LauncherKind::Exec => {
+            let program = std::env::current_exe()
+                .context("cannot find this program's path to start workers")?;
+            config.launcher = Launcher::Command {
+                program,
+                args: Vec::new(),
+            };
+        }
+        LauncherKind::External => {
+            let token = std::env::var("AGOX_POOL_TOKEN").unwrap_or_default();
+            if token.trim().is_empty() {
+                bail!(
+                    "--launcher external needs the pool's secret in AGOX_POOL_TOKEN (at least 16 \
+                     characters, e.g. from `openssl rand -hex 32`); give the workers the same"
+                );
+            }
+            config.launcher = Launcher::External;
+            config.token = Some(token.trim().to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Input, output and pool flags common to `calc` and `relax`.
@@ -287,14 +318,7 @@ pub fn start_session(
     }
     let (registry, fns) = registry::build();
     let mut config = PoolConfig::with_workers(workers);
-    if launcher == LauncherKind::Exec {
-        let program =
-            std::env::current_exe().context("cannot find this program's path to start workers")?;
-        config.launcher = Launcher::Command {
-            program,
-            args: Vec::new(),
-        };
-    }
+    apply_launcher(&mut config, launcher)?;
     let pool =
         Pool::start(registry, config).with_context(|| format!("starting {workers} workers"))?;
     let calculator = pool

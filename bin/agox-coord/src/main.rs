@@ -72,7 +72,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 /// The error and its causes as one line, `what: why: ...`, each cause once: a
 /// cause whose text the line already ends with (a wrapper that repeats its
 /// source's message) is not repeated.
-fn error_line(e: &anyhow::Error) -> String {
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -30,6 +30,11 @@
 //! * Standard output closed (the reader of a pipe left): the run ends after the
 //!   current iteration, with everything stored and `summary.json` written; exit 1.
 //!
+//! * Transports: Unix sockets by default; `--listen tcp://HOST:PORT` for workers on
+//!   other machines (with `--launcher external` they are started by `srun` or
+//!   `ssh`); `--transport mpi` under `mpirun`/`srun`, where rank 0 runs the search
+//!   and every other rank serves as a worker (see `docs/cluster.md`).
+//!
 //! Exit status: 0 done, 1 error, 130 / 143 interrupted by SIGINT / SIGTERM.
 
 use std::io::Write;
@@ -37,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use agox_pool::{default_workers, EventSink, Launcher, Pool, PoolConfig};
+use agox_pool::{default_workers, EventSink, Pool, PoolConfig, TransportConfig};
 use agox_search::registry;
 use agox_search::script::Script;
 use agox_search::search::{resume_settings, IterationReport, RunLock, Search, DB_FILE, RUN_FILE};
@@ -47,6 +52,7 @@ use clap::Args;
 use crate::common::{self, LauncherKind};
 use crate::progress::{energy, event_line, Progress};
 use crate::signals;
+use clap::ValueEnum;
 
 /// `run` flags.
 #[derive(Debug, Args)]
@@ -75,12 +81,61 @@ pub struct RunArgs {
     /// How worker processes are started
     #[arg(long, value_enum, default_value_t = LauncherKind::Fork, value_name = "HOW")]
     pub launcher: LauncherKind,
+    /// How coordinator and workers talk: unix (a private socket), tcp (see --listen), mpi (the ranks of an MPI job: run under mpirun or srun; rank 0 runs the search)
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub transport: Option<TransportKind>,
+    /// Listen for workers at tcp://HOST:PORT (port 0 picks one); implies --transport tcp
+    #[arg(long, value_name = "tcp://HOST:PORT")]
+    pub listen: Option<String>,
     /// Print only the final line and errors
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Log every iteration on standard output, with the pool's synchronization figures, every failure message and the pool's events
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// A Unix socket in a private directory (workers on this machine)
+    Unix,
+    /// TCP, at the --listen address
+    Tcp,
+    /// MPI ranks (a build with the `mpi` feature, started by mpirun or srun)
+    Mpi,
+}
+
+/// The transport the flags ask for.
+fn transport(args: &RunArgs) -> Result<TransportConfig> {
+    let listen = match &args.listen {
+        Some(a) => Some(
+            a.strip_prefix(agox_pool::transport::TCP_SCHEME)
+                .with_context(|| format!("--listen {a}: expected tcp://HOST:PORT"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    match (args.transport, listen) {
+        (None | Some(TransportKind::Unix), None) => Ok(TransportConfig::Unix),
+        (None | Some(TransportKind::Tcp), Some(listen)) => Ok(TransportConfig::Tcp { listen }),
+        (Some(TransportKind::Tcp), None) => bail!("--transport tcp needs --listen tcp://HOST:PORT"),
+        (Some(kind), Some(_)) => bail!("--listen applies to --transport tcp, not {kind:?}"),
+        (Some(TransportKind::Mpi), None) => mpi_transport(),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_transport() -> Result<TransportConfig> {
+    Ok(TransportConfig::Mpi)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_transport() -> Result<TransportConfig> {
+    bail!(
+        "this agox-coord was built without MPI: build it with \
+         `cargo build --release -p agox-coord --features mpi` (needs an MPI library such as Open MPI)"
+    )
 }
 
 /// The settings to run: the script with the flags applied, or for `--resume` the
@@ -134,8 +189,45 @@ fn settings(args: &RunArgs) -> Result<Script> {
     Ok(script)
 }
 
-/// Runs the search the script describes.
+/// Runs the search the script describes. Under MPI, every rank but 0 serves as a
+/// worker instead.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let transport = transport(&args)?;
+    #[cfg(feature = "mpi")]
+    if transport == TransportConfig::Mpi {
+        return run_mpi(args);
+    }
+    run_with(args, transport, None)
+}
+
+/// `--transport mpi`: rank 0 runs the search on the other ranks. A rank 0 that
+/// fails before its pool starts aborts the job (the other ranks wait for it).
+#[cfg(feature = "mpi")]
+fn run_mpi(args: RunArgs) -> Result<ExitCode> {
+    use agox_pool::mpi;
+    let session = mpi::init().context("initializing MPI")?;
+    let workers = match session.role() {
+        mpi::Role::Worker { .. } => {
+            let (reg, _) = registry::build();
+            let code = session.serve(&reg);
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        mpi::Role::Coordinator { workers } => workers,
+    };
+    if workers == 0 {
+        bail!("--transport mpi needs at least 2 ranks (rank 0 runs the search, the others are its workers)");
+    }
+    let result = run_with(args, TransportConfig::Mpi, Some(workers));
+    if let Err(e) = &result {
+        if !session.pool_started() {
+            common::note(&format!("agox-coord: {}", crate::error_line(e)));
+            session.abort(1);
+        }
+    }
+    result
+}
+
+fn run_with(args: RunArgs, transport: TransportConfig, ranks: Option<usize>) -> Result<ExitCode> {
     let script = settings(&args)?;
     let dir = script.search.output.clone();
     // Taken before anything else, so that a second process fails at once, before
@@ -148,18 +240,33 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let workers = args
-        .workers
-        .or(script.search.workers)
-        .unwrap_or_else(default_workers);
-    common::warn_if_oversubscribed(workers, args.quiet);
+    let workers = match ranks {
+        // The job's size decides; --workers may only confirm it.
+        Some(n) => match args.workers {
+            Some(w) if w != n => bail!(
+                "--workers {w}: this MPI job has {n} worker ranks (rank 0 runs the search); \
+                 leave --workers out or start {} ranks",
+                w + 1
+            ),
+            _ => n,
+        },
+        None => {
+            let workers = args
+                .workers
+                .or(script.search.workers)
+                .unwrap_or_else(default_workers);
+            common::warn_if_oversubscribed(workers, args.quiet);
+            workers
+        }
+    };
 
     signals::install()?;
     let t_start = Instant::now();
     let (reg, _) = registry::build();
     let mut config = script
         .pool
-        .apply(PoolConfig::with_workers(workers).seed(script.search.seed.unwrap_or(0)));
+        .apply(PoolConfig::with_workers(workers).seed(script.search.seed.unwrap_or(0)))
+        .transport(transport.clone());
     if let Some(t) = args.task_timeout {
         config.task_timeout = Some(Duration::from_secs_f64(t));
     }
@@ -168,13 +275,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         // live bar to keep clear of.
         config.events = Some(EventSink::new(|e| common::note(&event_line(e))));
     }
-    if args.launcher == LauncherKind::Exec {
-        let program =
-            std::env::current_exe().context("cannot find this program's path to start workers")?;
-        config.launcher = Launcher::Command {
-            program,
-            args: Vec::new(),
-        };
+    if ranks.is_none() {
+        common::apply_launcher(&mut config, args.launcher)?;
+    } else if args.launcher != LauncherKind::Fork {
+        bail!("--launcher applies to the unix and tcp transports: MPI ranks are started by mpirun or srun");
+    }
+    if args.launcher == LauncherKind::External && !args.quiet {
+        common::note(&format!(
+            "agox-coord: waiting for {workers} workers to connect ({transport}; each runs \
+             `agox-coord worker --connect ADDRESS --id N` with AGOX_POOL_TOKEN set)"
+        ));
     }
     let pool = Pool::start(reg, config).with_context(|| format!("starting {workers} workers"))?;
     if args.verbose {

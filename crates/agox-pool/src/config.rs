@@ -22,6 +22,48 @@ pub enum Launcher {
         /// Arguments placed before `worker --connect …`.
         args: Vec<String>,
     },
+    /// Launch nothing: workers are started by someone else (`srun`, `ssh`, a
+    /// script) with the pool's address, their slot number and the token
+    /// ([`PoolConfig::token`], given to them as `AGOX_POOL_TOKEN`), and connect on
+    /// their own. A lost worker's slot waits `connect_timeout` for a worker to
+    /// connect again in its place.
+    External,
+}
+
+/// How coordinator and workers talk.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TransportConfig {
+    /// A Unix socket in a private directory; large values as shared memory. The
+    /// default.
+    #[default]
+    Unix,
+    /// TCP, listening on `listen` (`HOST:PORT`; port 0 picks a free one), for
+    /// workers on other machines. The token is the only credential.
+    Tcp {
+        /// Where to listen.
+        listen: String,
+    },
+    /// Worker threads in this process, the same frames through channels: for
+    /// tests of the scheduler and the synchronization, and for programs that want
+    /// a pool without processes.
+    InProcess,
+    /// The ranks of this MPI job: rank 0 coordinates, ranks 1.. are the workers
+    /// (`workers` must be the job's size − 1). MPI must have been initialized
+    /// with [`crate::mpi::init`]; the pool can be started once per job.
+    #[cfg(feature = "mpi")]
+    Mpi,
+}
+
+impl std::fmt::Display for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportConfig::Unix => f.write_str("unix"),
+            TransportConfig::Tcp { listen } => write!(f, "tcp://{listen}"),
+            TransportConfig::InProcess => f.write_str("in-process"),
+            #[cfg(feature = "mpi")]
+            TransportConfig::Mpi => f.write_str("mpi"),
+        }
+    }
 }
 
 /// Everything that shapes a pool.
@@ -47,8 +89,14 @@ pub struct PoolConfig {
     pub worker_memory_mb: Option<u64>,
     /// Largest frame accepted in either direction (bytes).
     pub max_frame: usize,
-    /// How workers are created.
+    /// How workers are created (Unix and TCP transports).
     pub launcher: Launcher,
+    /// How coordinator and workers talk.
+    pub transport: TransportConfig,
+    /// The pool's secret, which every worker's greeting must carry. Default: a
+    /// fresh random one (given to the workers the pool launches); set it when
+    /// workers are started by someone else ([`Launcher::External`]).
+    pub token: Option<String>,
     /// Where the private socket directory is created (default: `$XDG_RUNTIME_DIR`
     /// or the system temporary directory).
     pub socket_base: Option<PathBuf>,
@@ -78,6 +126,8 @@ impl Default for PoolConfig {
             task_timeout: None,
             max_frame: agox_wire::DEFAULT_MAX_FRAME,
             launcher: Launcher::Fork,
+            transport: TransportConfig::Unix,
+            token: None,
             socket_base: None,
             max_window: 128,
             connect_timeout: Duration::from_secs(20),
@@ -107,6 +157,12 @@ impl PoolConfig {
     /// Sets the task timeout.
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the transport.
+    pub fn transport(mut self, transport: TransportConfig) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -146,6 +202,38 @@ impl PoolConfig {
                 return Err(format!("worker_memory_mb = {mb} is too large"));
             }
         }
+        let streams = matches!(
+            self.transport,
+            TransportConfig::Unix | TransportConfig::Tcp { .. }
+        );
+        if !streams && self.launcher != Launcher::Fork {
+            return Err(format!(
+                "launcher {:?} applies to the unix and tcp transports, not to {}",
+                self.launcher, self.transport
+            ));
+        }
+        // The limit is set by the pool on the processes it launches.
+        if self.worker_memory_mb.is_some() && (!streams || self.launcher == Launcher::External) {
+            return Err(format!(
+                "worker_memory_mb applies to workers the pool launches (fork or command, over unix or tcp), not to {} workers{}",
+                self.transport,
+                if self.launcher == Launcher::External { " started outside the pool" } else { "" }
+            ));
+        }
+        if let Some(t) = &self.token {
+            if t.len() < 16 || t.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "the pool token must be at least 16 characters without spaces ({} given)",
+                    t.len()
+                ));
+            }
+        }
+        if self.launcher == Launcher::External && self.token.is_none() && self.workers > 0 {
+            return Err(
+                "workers started outside the pool (launcher External) need the pool's token: set PoolConfig::token"
+                    .into(),
+            );
+        }
         if self.task_timeout.is_some_and(|t| t.is_zero()) {
             return Err("task_timeout must be longer than zero".into());
         }
@@ -174,4 +262,51 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp() -> TransportConfig {
+        TransportConfig::Tcp {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+
+    /// The memory limit is set on processes the pool launches, and only there.
+    #[test]
+    fn worker_memory_limit_only_where_the_pool_launches_processes() {
+        let limited = |transport: TransportConfig, launcher: Launcher| PoolConfig {
+            worker_memory_mb: Some(256),
+            launcher,
+            token: Some("0123456789abcdef".into()),
+            ..PoolConfig::with_workers(2).transport(transport)
+        };
+        let command = Launcher::Command {
+            program: "agox-coord".into(),
+            args: vec![],
+        };
+        for (transport, launcher) in [
+            (TransportConfig::Unix, Launcher::Fork),
+            (TransportConfig::Unix, command.clone()),
+            (tcp(), Launcher::Fork),
+            (tcp(), command),
+        ] {
+            let cfg = limited(transport, launcher);
+            assert_eq!(cfg.validate(), Ok(()), "{:?}", cfg.launcher);
+        }
+        let external = limited(tcp(), Launcher::External).validate().unwrap_err();
+        assert!(
+            external.contains("worker_memory_mb") && external.contains("started outside the pool"),
+            "{external}"
+        );
+        let threads = limited(TransportConfig::InProcess, Launcher::Fork)
+            .validate()
+            .unwrap_err();
+        assert!(
+            threads.contains("worker_memory_mb") && threads.contains("in-process"),
+            "{threads}"
+        );
+    }
 }

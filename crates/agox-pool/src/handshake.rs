@@ -1,14 +1,16 @@
-//! The door: connections waiting for their greeting.
+//! The handshake: what a greeting must say ([`judge`]), the record of refusals, and
+//! the door of stream transports — connections waiting for their greeting.
 //!
-//! Anyone of the coordinator's user can connect to the pool's socket. The
-//! coordinator must never wait for such a peer: every connection is non-blocking
-//! from the moment it is accepted, its `Hello` is gathered from whatever bytes
-//! arrive while the event loop turns, and a connection that has not greeted within
-//! the handshake timeout is dropped. At most [`MAX_PENDING`] connections wait at
-//! once; beyond that the oldest is dropped, except a connection from a process the
-//! pool launched itself. The coordinator accepts at most [`ACCEPTS_PER_TURN`] per
-//! turn, then pauses accepting for a moment. Refusals are counted, and only the
-//! last few reasons kept.
+//! Anyone who can reach a stream endpoint can connect (of the coordinator's user
+//! for a Unix socket; anyone on the network for TCP). The coordinator must never
+//! wait for such a peer: every connection is non-blocking from the moment it is
+//! accepted, its `Hello` is gathered from whatever bytes arrive while the event loop
+//! turns, and a connection that has not greeted within the handshake timeout is
+//! dropped. At most [`MAX_PENDING`] connections wait at once; beyond that the
+//! oldest is dropped, except a connection from a process the pool launched itself.
+//! The transport accepts at most [`ACCEPTS_PER_TURN`] per turn, then pauses
+//! accepting for a moment. Refusals are counted, and only the last few reasons
+//! kept.
 
 use crate::events::RefusalKind;
 use crate::transport::Connection;
@@ -125,8 +127,6 @@ pub(crate) struct Expect<'a> {
     pub protocol: u32,
     /// Slots waiting for a worker.
     pub waiting: &'a [u32],
-    /// Workers in the pool, told in the welcome.
-    pub pool_size: usize,
 }
 
 /// A refusal: its kind, its reason, and whether the peer held the pool's token and
@@ -226,31 +226,21 @@ struct Pending {
 
 /// What became of a waiting connection.
 pub(crate) enum Admission {
-    /// It greeted correctly for a waiting slot.
-    Welcome(Hello, Box<dyn Connection>),
+    /// It sent a well-formed `Hello` (not judged yet).
+    Greeted(Hello, Box<dyn Connection>),
     /// It was refused (and closed).
     Refused(Refusal),
 }
 
-/// The connections waiting for their greeting, and the record of refusals.
-pub(crate) struct Door {
-    pending: VecDeque<Pending>,
-    timeout: Duration,
+/// The record of refusals: how many, and the last few reasons.
+#[derive(Default)]
+pub(crate) struct Refusals {
     /// Refusals in all.
     pub refused: u64,
     recent: VecDeque<String>,
 }
 
-impl Door {
-    pub fn new(timeout: Duration) -> Self {
-        Door {
-            pending: VecDeque::new(),
-            timeout,
-            refused: 0,
-            recent: VecDeque::new(),
-        }
-    }
-
+impl Refusals {
     /// Counts a refusal and keeps its reason among the last few.
     pub fn record(&mut self, reason: &str) {
         self.refused += 1;
@@ -264,15 +254,30 @@ impl Door {
     pub fn recent(&self) -> Vec<String> {
         self.recent.iter().cloned().collect()
     }
+}
+
+/// The connections waiting for their greeting.
+pub(crate) struct Door {
+    pending: VecDeque<Pending>,
+    timeout: Duration,
+}
+
+impl Door {
+    pub fn new(timeout: Duration) -> Self {
+        Door {
+            pending: VecDeque::new(),
+            timeout,
+        }
+    }
 
     /// Whether the connection on `fd` is waiting.
     pub fn holds(&self, fd: RawFd) -> bool {
-        self.pending.iter().any(|p| p.conn.raw_fd() == fd)
+        self.pending.iter().any(|p| p.conn.raw_fd() == Some(fd))
     }
 
     /// Descriptors of waiting connections, for `poll`.
     pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.pending.iter().map(|p| p.conn.raw_fd())
+        self.pending.iter().filter_map(|p| p.conn.raw_fd())
     }
 
     /// Earliest handshake deadline.
@@ -328,9 +333,13 @@ impl Door {
         refused
     }
 
-    /// Reads from the waiting connection on `fd` and decides, once it greeted.
-    pub fn readable(&mut self, fd: RawFd, expect: &Expect<'_>) -> Option<Admission> {
-        let i = self.pending.iter().position(|p| p.conn.raw_fd() == fd)?;
+    /// Reads from the waiting connection on `fd`; once it greeted (or failed to),
+    /// it leaves the door.
+    pub fn readable(&mut self, fd: RawFd) -> Option<Admission> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.conn.raw_fd() == Some(fd))?;
         let p = &mut self.pending[i];
         let verdict = match p.greeting.feed(&mut p.conn) {
             Greeting::Partial => return None,
@@ -339,11 +348,11 @@ impl Door {
                 "connection closed before its greeting".into(),
             )),
             Greeting::Bad(reason) => Err(Refusal::new(RefusalKind::Malformed, reason)),
-            Greeting::Hello(hello) => judge(&hello, expect).map(|()| hello),
+            Greeting::Hello(hello) => Ok(hello),
         };
         let p = self.pending.remove(i)?;
         Some(match verdict {
-            Ok(hello) => welcome(hello, p.conn, expect.pool_size),
+            Ok(hello) => Admission::Greeted(hello, p.conn),
             Err(refusal) => {
                 refuse(p.conn, &refusal.reason);
                 Admission::Refused(refusal)
@@ -366,23 +375,16 @@ impl Door {
 }
 
 /// Answers a correct greeting with `Welcome`. The connection is fresh, so its
-/// send buffer takes the small frame at once; if it does not, the peer is refused.
-fn welcome(hello: Hello, mut conn: Box<dyn Connection>, pool_size: usize) -> Admission {
-    let frame = match encode_frame(&ToWorker::Welcome {
+/// send buffer takes the small frame at once; if it does not, that is the reason
+/// to refuse it.
+pub(crate) fn welcome(conn: &mut dyn Connection, pool_size: usize) -> Result<(), String> {
+    let frame = encode_frame(&ToWorker::Welcome {
         pool_size: pool_size as u32,
-    }) {
-        Ok(f) => f,
-        Err(e) => return Admission::Refused(Refusal::new(RefusalKind::Malformed, e.to_string())),
-    };
+    })
+    .map_err(|e| e.to_string())?;
     match conn.write(&frame) {
-        Ok(n) if n == frame.len() => Admission::Welcome(hello, conn),
-        other => Admission::Refused(Refusal::new(
-            RefusalKind::Malformed,
-            format!(
-                "cannot welcome worker {} (pid {}): {other:?}",
-                hello.worker_id, hello.pid
-            ),
-        )),
+        Ok(n) if n == frame.len() => Ok(()),
+        other => Err(format!("cannot send the welcome: {other:?}")),
     }
 }
 
@@ -426,7 +428,6 @@ pub fn fuzz_greeting(data: &[u8], pieces: &[u8], token: &str, fingerprint: u64) 
         fingerprint,
         protocol: agox_wire::PROTOCOL_VERSION,
         waiting: &[0, 1],
-        pool_size: 2,
     };
     for _ in 0..data.len() + pieces.len() + 2 {
         match reader.feed(&mut src) {

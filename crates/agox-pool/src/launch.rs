@@ -62,7 +62,8 @@ pub(crate) struct LaunchInfo {
     pub address: String,
     pub token: String,
     pub max_frame: usize,
-    pub socket_dir: PathBuf,
+    /// The private directory of a Unix socket (removed if the coordinator dies).
+    pub socket_dir: Option<PathBuf>,
     /// `RLIMIT_DATA` for every worker (bytes).
     pub memory_limit: Option<u64>,
 }
@@ -542,8 +543,10 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
     let gone = |children: &mut Vec<Pid>| {
         // The driver is gone: take every worker and the socket files with us.
         stop_children(children);
-        let _ = std::fs::remove_file(&info.address);
-        let _ = std::fs::remove_dir(&info.socket_dir);
+        if let Some(dir) = &info.socket_dir {
+            let _ = std::fs::remove_file(&info.address);
+            let _ = std::fs::remove_dir(dir);
+        }
         0
     };
     loop {
@@ -714,11 +717,22 @@ fn run_worker(
     max_frame: usize,
     parent: Option<u32>,
 ) -> i32 {
-    let conn = match transport::connect(&address) {
+    let conn = match connect_patiently(&address) {
         Ok(c) => c,
         Err(e) => {
+            // Say that refusals were waited out, so nobody looks for a quick failure.
+            let waited = if address.starts_with(transport::TCP_SCHEME)
+                && e.kind() == io::ErrorKind::ConnectionRefused
+            {
+                format!(
+                    " (no coordinator listened within {} s)",
+                    TCP_CONNECT_PATIENCE.as_secs()
+                )
+            } else {
+                String::new()
+            };
             raw_eprint(&format!(
-                "worker {worker_id}: cannot connect to {address}: {e}"
+                "worker {worker_id}: cannot connect to {address}: {e}{waited}"
             ));
             return 2;
         }
@@ -754,18 +768,46 @@ fn run_worker(
     }
 }
 
+/// How long a TCP worker keeps trying to reach a coordinator that does not listen
+/// yet (workers started by `srun` or `ssh` may start before it).
+const TCP_CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Connects to `address`; a TCP coordinator that refuses the connection (not
+/// listening yet) is tried again for up to [`TCP_CONNECT_PATIENCE`].
+fn connect_patiently(address: &str) -> io::Result<Box<dyn transport::Connection>> {
+    let tcp = address.starts_with(transport::TCP_SCHEME);
+    let deadline = Instant::now() + TCP_CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match transport::connect(address) {
+            Err(e)
+                if tcp
+                    && e.kind() == io::ErrorKind::ConnectionRefused
+                    && Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// After the connection ended without a `Shutdown`: if this process is (about to
 /// be) orphaned — its parent is no longer `parent`, the coordinator that started it —
 /// nobody else will remove the socket file and its private directory, so do it.
 /// The fork server does this for forked workers; this matters for exec'd ones.
 /// Returns whether the coordinator was found gone.
 fn cleanup_if_orphaned(address: &str, parent: u32) -> bool {
+    let unix = !address.starts_with(transport::TCP_SCHEME);
     let t0 = Instant::now();
     // The kernel reparents children after closing the dead process's descriptors,
     // so the end of stream may arrive first: give it a moment.
     while t0.elapsed() < Duration::from_millis(300) {
         if std::os::unix::process::parent_id() != parent {
-            remove_socket(Path::new(address));
+            if unix {
+                remove_socket(Path::new(address));
+            }
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -830,21 +872,23 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
 }
 
 /// An exec'd worker has no fork server watching it: a thread checks every 250 ms
-/// that the process that started it is still its parent and that the socket still
-/// exists, and ends the worker (even in the middle of a long task) when either is
-/// gone. An orphaned worker also removes the socket file and its private directory,
-/// which the killed coordinator could not.
+/// that the process that started it is still its parent and, for a Unix socket,
+/// that the socket still exists, and ends the worker (even in the middle of a long
+/// task) when either is gone. An orphaned worker also removes the socket file and
+/// its private directory, which the killed coordinator could not. A TCP worker's
+/// coordinator may be on another machine: only its parent is watched (a worker
+/// started by `srun` or `ssh` ends with that launcher).
 fn start_watchdog(address: &str, parent: u32) {
-    let path = PathBuf::from(address);
+    let path = (!address.starts_with(transport::TCP_SCHEME)).then(|| PathBuf::from(address));
     let _ = std::thread::Builder::new()
         .name("agox-watchdog".into())
         .spawn(move || loop {
             std::thread::sleep(Duration::from_millis(250));
             let orphaned = std::os::unix::process::parent_id() != parent;
-            if orphaned {
-                remove_socket(&path);
+            if let (true, Some(path)) = (orphaned, &path) {
+                remove_socket(path);
             }
-            if orphaned || !path.exists() {
+            if orphaned || path.as_ref().is_some_and(|p| !p.exists()) {
                 // SAFETY: immediate exit of this worker process.
                 unsafe { libc::_exit(4) }
             }

@@ -5,8 +5,10 @@
 //! see [`launch`](crate::Launcher)), so they run the same code and find module types
 //! and functions **by name** in a [`Registry`] built identically in every process.
 //! Each worker keeps its own copy of every [`Module`] added to the pool between
-//! calls. Coordinator and workers talk over Unix sockets in length-prefixed
-//! MessagePack frames (`agox-wire`).
+//! calls. Coordinator and workers talk in length-prefixed MessagePack frames
+//! (`agox-wire`) over a transport ([`TransportConfig`]): a Unix socket by default,
+//! TCP for workers on other machines, threads of this process, or the ranks of an
+//! MPI job (feature `mpi`, see below).
 //!
 //! # Example
 //! ```
@@ -57,9 +59,28 @@
 //! - Workers exit when the pool is dropped or the driver dies, and are reaped; the
 //!   socket directory is removed.
 //!
+//! # Transports
+//! | [`TransportConfig`] | workers | launched by | large values |
+//! | --- | --- | --- | --- |
+//! | `Unix` (default) | processes on this machine | the pool (fork server, or [`Launcher::Command`]) | shared memory |
+//! | `Tcp { listen }` | processes anywhere the address reaches | the pool, or someone else ([`Launcher::External`], with [`PoolConfig::token`]) | through the socket |
+//! | `InProcess` | threads of this process | the pool | through a channel |
+//! | `Mpi` (feature `mpi`) | the other ranks of this MPI job | `mpirun` / `srun` | one collective broadcast |
+//!
+//! Results never depend on the transport. The scheduler ([`sched`], a pure state
+//! machine), the handshake and the synchronization are the same code on each; a
+//! transport only moves frames and says what happened (`docs/architecture.md`).
+//!
+//! # MPI
+//! With the `mpi` feature, `mpi::init` starts MPI; rank 0 starts the
+//! pool with `TransportConfig::Mpi` and every other rank calls
+//! `Session::serve`. Ranks cannot be replaced: a lost rank ends the MPI job, so a
+//! driver stores its results as it goes and resumes (`docs/cluster.md`).
+//!
 //! # Threads
-//! All socket work happens on the thread calling the pool; there are no background
-//! threads. Tasks queued beyond the workers' in-flight windows advance while some
+//! All transport work happens on the thread calling the pool; there are no
+//! background threads (the in-process transport's workers are threads of their
+//! own). Tasks queued beyond the workers' in-flight windows advance while some
 //! pool call (`get`, `map`, `synchronize`, ...) is running.
 
 mod config;
@@ -71,11 +92,16 @@ mod launch;
 mod module;
 mod pool;
 mod registry;
+pub mod sched;
+mod shm;
 mod stats;
 pub mod transport;
 mod worker;
 
-pub use config::{default_workers, Launcher, PoolConfig};
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
+pub use config::{default_workers, Launcher, PoolConfig, TransportConfig};
 pub use error::{PoolError, TaskFailure, WorkerName};
 pub use events::{EventSink, LossCause, PoolEvent, RefusalKind, WorkerExit};
 #[doc(hidden)]
@@ -84,6 +110,7 @@ pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};
 pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
+pub use shm::{SharedValue, SharedView};
 pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
 pub use worker::{current_worker, serve, Ending, WorkerError, WorkerIdentity};
 

@@ -316,8 +316,13 @@ impl fmt::Debug for ModuleStore {
 impl ModuleStore {
     pub(crate) fn insert(&mut self, key: &str, module: Box<dyn ErasedModule>) -> Slot {
         let slot: Slot = Arc::new(Mutex::new(module));
-        self.slots.insert(key.to_string(), slot.clone());
+        self.insert_slot(key, slot.clone());
         slot
+    }
+
+    /// Keeps `slot` under `key` (replacing what was there).
+    pub(crate) fn insert_slot(&mut self, key: &str, slot: Slot) {
+        self.slots.insert(key.to_string(), slot);
     }
 
     pub(crate) fn remove(&mut self, key: &str) -> Option<Slot> {

@@ -7,6 +7,7 @@
 
 use crate::module::ModuleStore;
 use crate::registry::{Registry, TaskContext};
+use crate::shm::SharedValue;
 use crate::transport::Connection;
 use agox_wire::{
     decode_borrowed, encode_frame_into, FailureKind, FrameReader, FromWorker, Hello, ToWorkerView,
@@ -15,7 +16,6 @@ use agox_wire::{
 use serde_bytes::ByteBuf;
 use std::cell::RefCell;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -109,70 +109,6 @@ pub(crate) fn install_panic_hook() {
             }
         }));
     });
-}
-
-/// A read-only mapping of a shared attribute value, unmapped on drop.
-struct SharedView {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl SharedView {
-    fn map(fd: &OwnedFd, len: usize) -> std::io::Result<SharedView> {
-        use std::os::fd::AsRawFd;
-        if len == 0 {
-            return Ok(SharedView {
-                ptr: std::ptr::null_mut(),
-                len: 0,
-            });
-        }
-        // Mapping past the end of the file would fault on access: check first.
-        let size = nix::sys::stat::fstat(fd.as_raw_fd())
-            .map_err(std::io::Error::from)?
-            .st_size;
-        if (size as u64) < len as u64 {
-            return Err(std::io::Error::other(format!(
-                "shared value announced as {len} bytes, the memory file holds {size}"
-            )));
-        }
-        // SAFETY: a read-only shared mapping of a descriptor we own, checked for
-        // failure; MAP_POPULATE maps every page at once instead of one fault each.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(SharedView { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: the mapping covers `len` readable bytes for the life of `self`;
-        // the coordinator does not write to this memory file again until every
-        // worker has acknowledged the value.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for SharedView {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: unmapping exactly the mapping made in `map`, once.
-            unsafe {
-                libc::munmap(self.ptr, self.len);
-            }
-        }
-    }
 }
 
 /// Makes large allocations (frame buffers, attribute values) come from their own
@@ -348,31 +284,26 @@ pub fn serve(
                 key,
                 attributes,
             } => {
-                // Take every descriptor of this frame, whatever happens below.
-                let fds: Vec<Option<OwnedFd>> = attributes.iter().map(|_| conn.take_fd()).collect();
+                // Take every value of this frame, whatever happens below: the
+                // transport delivers them in order (descriptors, a broadcast).
+                let values: Vec<std::io::Result<SharedValue>> = attributes
+                    .iter()
+                    .map(|(_, len)| conn.take_shared(*len as usize))
+                    .collect();
                 let error = match store.slot(&key) {
                     None => Some(format!("no module '{key}' to set attributes on")),
                     Some(slot) => {
                         let mut m = slot.lock();
-                        attributes.iter().zip(fds).find_map(|((name, len), fd)| {
-                            let fd = match fd {
-                                Some(fd) => fd,
-                                None => {
-                                    return Some(format!(
-                                        "attribute '{name}': no descriptor arrived with the frame"
-                                    ))
-                                }
-                            };
-                            match SharedView::map(&fd, *len as usize) {
-                                Ok(view) => m
-                                    .set_attribute(name, view.bytes())
+                        attributes
+                            .iter()
+                            .zip(values)
+                            .find_map(|((name, _), value)| match value {
+                                Ok(v) => m
+                                    .set_attribute(name, v.bytes())
                                     .err()
                                     .map(|e| e.to_string()),
-                                Err(e) => Some(format!(
-                                    "attribute '{name}': cannot map shared memory: {e}"
-                                )),
-                            }
-                        })
+                                Err(e) => Some(format!("attribute '{name}': {e}")),
+                            })
                     }
                 };
                 FromWorker::Ack { seq, error }

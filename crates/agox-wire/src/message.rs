@@ -79,11 +79,14 @@ pub enum ToWorker {
         /// Arguments, MessagePack-encoded by the caller's typed handle.
         args: ByteBuf,
     },
-    /// Like `SetAttributes`, for large values: attribute `i`'s `len` encoded bytes
-    /// are the start of the `i`-th file descriptor (a sealed-size memory file)
-    /// passed with this frame over the socket (`SCM_RIGHTS`). The worker maps each,
-    /// copies the value into the module and closes it. Answered by
-    /// [`FromWorker::Ack`]. Sent only over transports that pass descriptors.
+    /// Like `SetAttributes`, for large values that travel outside the stream, in
+    /// the order listed, by the transport's own way: over a Unix socket, attribute
+    /// `i`'s `len` encoded bytes are the start of the `i`-th file descriptor (a
+    /// memory file) passed with this frame (`SCM_RIGHTS`), which the worker maps,
+    /// copies into the module and closes; over MPI, they are the `i`-th collective
+    /// broadcast from rank 0 after this frame, which every worker joins when it
+    /// reads it. Answered by [`FromWorker::Ack`]. Never sent over transports with
+    /// neither (TCP): their large values go in `SetAttributes`.
     SetAttributesShared {
         /// Sequence number echoed in the acknowledgement.
         seq: u64,

@@ -1,25 +1,29 @@
-//! The life of worker slots: launch, greeting, state replay, loss, replacement.
+//! The life of worker slots: launch, greeting, state replay, loss, replacement,
+//! and the restart budget.
 //!
-//! A slot is `Starting` from its launch until its process greets, `Live` while it
+//! A slot is `Starting` from its launch until its worker greets, `Live` while it
 //! serves, `Delayed` while a replacement waits out its backoff, `Down` when nothing
 //! will run there again. Nothing here waits: a launched process is watched through
-//! the launcher (its exit is reported at once) and through its deadline, and its
-//! greeting arrives through the door like any other connection's.
+//! the transport (its exit is reported at once) and through its deadline, and its
+//! greeting arrives like any other connection's. Where the transport launches
+//! nothing (workers started by `srun`, `ssh` or by hand), a `Starting` slot waits
+//! for a worker to connect on its own; where a slot cannot be filled again at all
+//! (MPI ranks), losing its worker breaks the pool.
 //!
 //! A worker is *ready* once it acknowledged every frame of its replay. A slot may
 //! need at most `max_restarts` replacements in a row before one is ready; beyond
 //! that, or when no worker can be launched any more, the pool is broken and every
 //! call says so.
 
-use super::{Core, Phase, TaskState, Worker, MAX_LOSSES};
+use super::{Core, MAX_LOSSES};
 use crate::error::PoolError;
 use crate::events::{LossCause, PoolEvent, WorkerExit};
-use crate::handshake::{Admission, Expect, Refusal, ACCEPTS_PER_TURN};
+use crate::handshake::{judge, Expect, Refusal};
 use crate::launch::SpawnError;
+use crate::sched::{Loss, Outcome};
 use crate::stats::WorkerLoss;
-use crate::transport::Connection;
-use agox_wire::{FrameReader, Hello, PROTOCOL_VERSION};
-use std::os::fd::RawFd;
+use crate::transport::LinkId;
+use agox_wire::{Hello, PROTOCOL_VERSION};
 use std::time::{Duration, Instant};
 
 /// How long the coordinator waits for a lost worker's exit status (it killed the
@@ -31,9 +35,75 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between replacements.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Pause in accepting after a full burst of [`ACCEPTS_PER_TURN`] connections: at
-/// most 16 new connections per millisecond take the loop's time.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(1);
+/// Where a worker slot is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Connected and serving (`link` is set).
+    Live,
+    /// A worker was launched (or is awaited) and has not greeted yet; given up on
+    /// at `deadline`.
+    Starting { deadline: Instant },
+    /// A replacement will be launched at `at` (the previous one failed too).
+    Delayed { at: Instant },
+    /// Nothing runs and nothing will be launched (the pool is broken or stopped).
+    Down,
+}
+
+/// One worker slot.
+pub(super) struct Slot {
+    pub id: u32,
+    pub pid: u32,
+    /// The welcomed link of its worker.
+    pub link: Option<LinkId>,
+    pub phase: Phase,
+    pub restarts: u32,
+    /// When the current worker was launched.
+    launched: Instant,
+    /// Replacements in a row not yet followed by a ready worker.
+    attempt: u32,
+    /// Sequence numbers of the frames replayed into this worker; it is ready once
+    /// the last is acknowledged.
+    pub replay: Option<(u64, u64)>,
+    /// Greeted and acknowledged its replayed state.
+    ready: bool,
+    /// When it last sent something, or last was asked for an acknowledgement.
+    pub heard: Instant,
+    /// What became of the last worker lost from this slot.
+    last_fate: Option<String>,
+}
+
+impl Slot {
+    pub fn new(id: u32) -> Self {
+        let now = Instant::now();
+        Slot {
+            id,
+            pid: 0,
+            link: None,
+            phase: Phase::Down,
+            restarts: 0,
+            launched: now,
+            attempt: 0,
+            replay: None,
+            ready: false,
+            heard: now,
+            last_fate: None,
+        }
+    }
+
+    /// When this slot next needs the loop's attention.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Starting { deadline } => Some(deadline),
+            Phase::Delayed { at } => Some(at),
+            Phase::Live | Phase::Down => None,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.phase = Phase::Down;
+        self.link = None;
+    }
+}
 
 impl Core {
     /// Returns the error that ends the current call, if the start failed or the
@@ -56,7 +126,11 @@ impl Core {
             return;
         }
         if self.starting && self.start_error.is_none() {
-            let worker = self.workers.iter().find(|w| !w.alive()).map_or(0, |w| w.id);
+            let worker = self
+                .slots
+                .iter()
+                .find(|s| s.link.is_none())
+                .map_or(0, |s| s.id);
             self.start_error = Some(PoolError::Spawn {
                 worker,
                 message: reason.clone(),
@@ -66,39 +140,47 @@ impl Core {
             reason: reason.clone(),
         });
         self.broken = Some(reason);
-        for w in &mut self.workers {
-            if !matches!(w.phase, Phase::Live) {
-                w.phase = Phase::Down;
+        for s in &mut self.slots {
+            if !matches!(s.phase, Phase::Live) {
+                s.phase = Phase::Down;
             }
         }
     }
 
-    /// Launches a process for slot `w`.
+    /// Launches a worker for slot `w` (or, where the transport launches nothing,
+    /// waits for one to connect).
     pub(super) fn launch_slot(&mut self, w: usize) {
-        let Some(launcher) = self.launcher.as_mut() else {
+        let Some(transport) = self.transport.as_mut() else {
             return;
         };
-        let id = self.workers[w].id;
-        let attempt = self.workers[w].attempt;
-        match launcher.spawn(id) {
+        let id = self.slots[w].id;
+        let attempt = self.slots[w].attempt;
+        let spawned = if transport.launches() {
+            transport.spawn(id).map(Some)
+        } else {
+            Ok(None)
+        };
+        match spawned {
             Ok(pid) => {
                 let now = Instant::now();
-                let worker = &mut self.workers[w];
-                worker.pid = pid;
-                worker.phase = Phase::Starting {
+                let slot = &mut self.slots[w];
+                slot.pid = pid.unwrap_or(0);
+                slot.phase = Phase::Starting {
                     deadline: now + self.cfg.connect_timeout,
                 };
-                worker.launched = now;
-                worker.ready = false;
-                worker.replay = None;
+                slot.launched = now;
+                slot.ready = false;
+                slot.replay = None;
                 if attempt > 0 {
-                    worker.restarts += 1;
+                    slot.restarts += 1;
                 }
-                self.emit(PoolEvent::WorkerSpawned {
-                    worker: id,
-                    pid,
-                    attempt,
-                });
+                if let Some(pid) = pid {
+                    self.emit(PoolEvent::WorkerSpawned {
+                        worker: id,
+                        pid,
+                        attempt,
+                    });
+                }
             }
             Err(SpawnError::Gone(why)) => {
                 self.break_pool(format!("cannot launch worker {id}: {why}"));
@@ -107,77 +189,59 @@ impl Core {
                 if self.starting {
                     self.break_pool(format!("cannot launch worker {id}: {why}"));
                 } else {
-                    self.workers[w].last_fate = Some(format!("could not be launched: {why}"));
-                    self.workers[w].phase = Phase::Down;
+                    self.slots[w].last_fate = Some(format!("could not be launched: {why}"));
+                    self.slots[w].phase = Phase::Down;
                     self.schedule_replacement(w);
                 }
             }
         }
     }
 
-    /// Accepts waiting connections (a bounded number per turn) into the door.
-    pub(super) fn accept_connections(&mut self) {
-        for _ in 0..ACCEPTS_PER_TURN {
-            let Some(endpoint) = self.endpoint.as_ref() else {
-                return;
-            };
-            let Ok(conn) = endpoint.accept(Duration::ZERO) else {
-                return;
-            };
-            // A connection from a process this pool launched is never pushed out
-            // by a crowd of strangers.
-            let ours = conn.peer_pid().is_some_and(|pid| {
-                self.workers
-                    .iter()
-                    .any(|w| w.pid == pid && matches!(w.phase, Phase::Starting { .. }))
-            });
-            let fd = conn.raw_fd();
-            let my_uid = self.my_uid;
-            for refusal in self.door.admit(conn, my_uid, ours) {
-                self.refused(refusal);
-            }
-            // A worker greets right after connecting, and a flood's connections
-            // are often closed already: read at once instead of a poll later.
-            if self.door.holds(fd) {
-                self.greeting(fd);
-            }
-        }
-        // A full burst: more are probably waiting. They wait in the backlog (a
-        // flooder's connect blocks there) while the loop serves its workers.
-        self.next_accept = Instant::now() + ACCEPT_PAUSE;
-    }
-
-    /// Reads a waiting connection's greeting; welcomes a worker into its slot.
-    pub(super) fn greeting(&mut self, fd: RawFd) {
+    /// A peer greeted: welcome it into its slot, or refuse it.
+    pub(super) fn greeted(&mut self, link: LinkId, hello: Hello) {
         let waiting: Vec<u32> = self
-            .workers
+            .slots
             .iter()
-            .filter(|w| matches!(w.phase, Phase::Starting { .. }))
-            .map(|w| w.id)
+            .filter(|s| matches!(s.phase, Phase::Starting { .. }))
+            .map(|s| s.id)
             .collect();
         let expect = Expect {
             token: &self.token,
             fingerprint: self.fingerprint,
             protocol: PROTOCOL_VERSION,
             waiting: &waiting,
-            pool_size: self.cfg.workers,
         };
-        match self.door.readable(fd, &expect) {
-            None => {}
-            Some(Admission::Refused(r)) => self.refused(r),
-            Some(Admission::Welcome(hello, conn)) => {
-                if let Some(w) = self.workers.iter().position(|w| w.id == hello.worker_id) {
-                    self.attach(w, &hello, conn);
-                }
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        match judge(&hello, &expect) {
+            Err(refusal) => {
+                t.refuse(link, &refusal.reason);
+                self.refused(refusal);
             }
+            Ok(()) => match t.welcome(link, self.cfg.workers) {
+                Err(e) => self.refused(Refusal {
+                    kind: crate::events::RefusalKind::Malformed,
+                    reason: format!(
+                        "cannot welcome worker {} (pid {}): {e}",
+                        hello.worker_id, hello.pid
+                    ),
+                    authentic: None,
+                }),
+                Ok(()) => {
+                    if let Some(w) = self.slots.iter().position(|s| s.id == hello.worker_id) {
+                        self.attach(w, &hello, link);
+                    }
+                }
+            },
         }
     }
 
     /// Counts a refusal. A refused peer holding the token for a slot the pool
     /// waits for is one of its own workers, built from another program: waiting
     /// longer will not help.
-    fn refused(&mut self, refusal: Refusal) {
-        self.door.record(&refusal.reason);
+    pub(super) fn refused(&mut self, refusal: Refusal) {
+        self.refusals.record(&refusal.reason);
         self.emit(PoolEvent::StrangerRefused {
             kind: refusal.kind,
             reason: refusal.reason.clone(),
@@ -193,21 +257,24 @@ impl Core {
         }
     }
 
-    /// Gives slot `w` its greeted connection and replays the pool's state into it.
-    fn attach(&mut self, w: usize, hello: &Hello, conn: Box<dyn Connection>) {
+    /// Gives slot `w` its welcomed link and replays the pool's state into it.
+    fn attach(&mut self, w: usize, hello: &Hello, link: LinkId) {
         let now = Instant::now();
-        let wid = self.workers[w].id;
-        let worker = &mut self.workers[w];
-        worker.pid = hello.pid;
-        worker.conn = Some(conn);
-        worker.phase = Phase::Live;
-        worker.heard = now;
-        worker.reader = FrameReader::new(self.cfg.max_frame);
-        worker.out.clear();
-        worker.out_off = 0;
-        worker.batch.clear();
-        let first = self.next_seq;
-        let (frames, last) = match self.replay(wid) {
+        let wid = self.slots[w].id;
+        let slot = &mut self.slots[w];
+        // A worker the pool launched is known by the pid it was given; one that
+        // connected on its own, by the pid it announces.
+        if slot.pid == 0 {
+            slot.pid = hello.pid;
+            slot.launched = now;
+        }
+        slot.link = Some(link);
+        slot.phase = Phase::Live;
+        slot.heard = now;
+        self.by_link.insert(link, w);
+        self.sched.open(w);
+        let first = self.replica.peek_seq();
+        let (frames, last) = match self.replica.replay(wid) {
             Ok(r) => r,
             Err(e) => {
                 self.break_pool(format!("cannot encode the state for worker {wid}: {e}"));
@@ -217,11 +284,12 @@ impl Core {
         match last {
             None => self.worker_ready(w),
             Some(last) => {
-                let worker = &mut self.workers[w];
-                worker.replay = Some((first.min(last), last));
-                worker.out.extend(frames);
-                if let Err(e) = worker.flush() {
-                    self.worker_lost(w, LossCause::Io(format!("replaying state: {e}")));
+                self.slots[w].replay = Some((first.min(last), last));
+                if let Some(t) = self.transport.as_mut() {
+                    t.queue(link, &frames);
+                    if let Err(e) = t.flush(link) {
+                        self.worker_lost(w, LossCause::Io(format!("replaying state: {e}")));
+                    }
                 }
             }
         }
@@ -229,11 +297,11 @@ impl Core {
 
     /// Slot `w` acknowledged its whole replay: it is whole again.
     pub(super) fn worker_ready(&mut self, w: usize) {
-        let worker = &mut self.workers[w];
-        worker.replay = None;
-        worker.ready = true;
-        worker.attempt = 0;
-        let (id, pid, after) = (worker.id, worker.pid, worker.launched.elapsed());
+        let slot = &mut self.slots[w];
+        slot.replay = None;
+        slot.ready = true;
+        slot.attempt = 0;
+        let (id, pid, after) = (slot.id, slot.pid, slot.launched.elapsed());
         self.emit(PoolEvent::WorkerReady {
             worker: id,
             pid,
@@ -241,18 +309,11 @@ impl Core {
         });
     }
 
-    /// The first acknowledgement slot `w` owes, if any: when it was asked.
-    pub(super) fn owes_since(&self, w: &Worker) -> Option<std::time::Instant> {
-        if !w.alive() {
-            return None;
-        }
-        let broadcast = self
-            .acks
-            .values()
-            .filter(|a| a.remaining.contains(&w.id))
-            .map(|a| a.sent)
-            .min();
-        let replay = w.replay.map(|_| w.launched);
+    /// The first acknowledgement slot `s` owes, if any: when it was asked.
+    pub(super) fn owes_since(&self, s: &Slot) -> Option<Instant> {
+        s.link?;
+        let broadcast = self.replica.owed_since(s.id);
+        let replay = s.replay.map(|_| s.launched);
         match (broadcast, replay) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -260,16 +321,19 @@ impl Core {
     }
 
     /// A worker died, misbehaved or hung: kill it, record why, retry or fail the
-    /// tasks it held, and replace it.
+    /// tasks it held, and replace it. `timed_out`: its running task ran past this.
     pub(crate) fn worker_lost(&mut self, w: usize, cause: LossCause) {
-        let wid = self.workers[w].id;
-        let pid = self.workers[w].pid;
+        self.lose(w, cause, None);
+    }
+
+    fn lose(&mut self, w: usize, cause: LossCause, timed_out: Option<Duration>) {
+        let wid = self.slots[w].id;
+        let pid = self.slots[w].pid;
+        let launched = self.transport.as_ref().is_some_and(|t| t.launches());
         let exit = match self.exits.remove(&pid) {
             Some(e) => Some(e),
-            None => self.launcher.as_mut().and_then(|l| {
-                l.kill(pid);
-                l.wait_exit(pid, EXIT_WAIT)
-            }),
+            None if launched => self.transport.as_mut().and_then(|t| t.kill(pid, EXIT_WAIT)),
+            None => None,
         };
         let mut reason = match exit {
             Some(e) => format!("{cause}, {e}"),
@@ -300,108 +364,65 @@ impl Core {
             exit,
         });
         let fate = format!("(pid {pid}): {reason}");
-        let worker = &mut self.workers[w];
-        if !worker.ready && worker.attempt > 0 {
+        let slot = &mut self.slots[w];
+        if !slot.ready && slot.attempt > 0 {
             self.failed_replacements += 1;
         }
-        worker.last_fate = Some(fate.clone());
-        worker.conn = None;
-        worker.phase = Phase::Down;
-        worker.out.clear();
-        worker.out_off = 0;
-        worker.batch.clear();
-        worker.replay = None;
-        worker.reader = FrameReader::new(self.cfg.max_frame);
-        // Tasks it held: retry within budget, in their original order. A worker
-        // that never acknowledged its replay ran none of them (they were queued
-        // behind it): those attempts do not count.
-        // Pinned tasks not sent yet stay queued for the slot's next process; those
-        // in flight fail (in `retry_or_fail`): they belonged to this process.
-        let ran = worker.ready;
-        let held = std::mem::take(&mut worker.in_flight);
-        let mut requeue = Vec::new();
-        for id in held {
-            if !ran {
-                if let Some(task) = self.tasks.get_mut(&id) {
-                    task.attempts = task.attempts.saturating_sub(1);
-                }
-            }
-            if self.retry_or_fail(id, wid, &fate, None) {
-                requeue.push(id);
+        slot.last_fate = Some(fate.clone());
+        slot.phase = Phase::Down;
+        slot.replay = None;
+        if let Some(link) = slot.link.take() {
+            self.by_link.remove(&link);
+            if let Some(t) = self.transport.as_mut() {
+                t.close(link);
             }
         }
-        for id in requeue.into_iter().rev() {
-            self.queue.push_front(id);
+        let ran = slot.ready;
+        let outcomes = self.sched.lost(
+            w,
+            Loss {
+                worker: wid,
+                fate: &fate,
+                ran,
+                timed_out,
+            },
+        );
+        for o in outcomes {
+            self.emit(match o {
+                Outcome::Retried {
+                    function,
+                    index,
+                    attempts,
+                } => PoolEvent::TaskRetried {
+                    function,
+                    index,
+                    worker: wid,
+                    attempts,
+                },
+                Outcome::Abandoned {
+                    function,
+                    index,
+                    error,
+                } => PoolEvent::TaskAbandoned {
+                    function,
+                    index,
+                    error,
+                },
+            });
         }
-        for wait in self.acks.values_mut() {
-            wait.remaining.remove(&wid);
-        }
+        self.replica.forget(wid);
         self.schedule_replacement(w);
-    }
-
-    /// Queues task `id` again if its retry budget allows (true), else fails it.
-    /// `timeout`: it timed out after this long (else its worker was lost).
-    pub(super) fn retry_or_fail(
-        &mut self,
-        id: u64,
-        wid: u32,
-        fate: &str,
-        timeout: Option<Duration>,
-    ) -> bool {
-        let Some(task) = self.tasks.get_mut(&id) else {
-            return false;
-        };
-        if matches!(task.state, TaskState::Finished(_)) {
-            return false;
-        }
-        if task.pin.is_some() || task.attempts > self.cfg.max_retries {
-            let error = match timeout {
-                Some(after) => PoolError::Timeout {
-                    function: task.function.to_string(),
-                    index: task.index,
-                    worker: wid,
-                    after,
-                    attempts: task.attempts,
-                },
-                None => PoolError::WorkerLost {
-                    function: task.function.to_string(),
-                    index: task.index,
-                    worker: wid,
-                    attempts: task.attempts,
-                    fate: fate.to_string(),
-                },
-            };
-            let event = PoolEvent::TaskAbandoned {
-                function: task.function.to_string(),
-                index: task.index,
-                error: error.to_string(),
-            };
-            task.state = TaskState::Finished(Err(error));
-            self.abandoned += 1;
-            self.emit(event);
-            return false;
-        }
-        task.state = TaskState::Queued;
-        let event = PoolEvent::TaskRetried {
-            function: task.function.to_string(),
-            index: task.index,
-            worker: wid,
-            attempts: task.attempts,
-        };
-        self.retries += 1;
-        self.emit(event);
-        true
     }
 
     /// Launches a replacement for slot `w` now or after a backoff, within the
     /// slot's budget of replacements in a row; beyond it the pool is broken.
     fn schedule_replacement(&mut self, w: usize) {
-        let id = self.workers[w].id;
+        let id = self.slots[w].id;
         if self.starting {
-            let fate = self.workers[w].last_fate.clone().unwrap_or_default();
+            let fate = self.slots[w].last_fate.clone().unwrap_or_default();
             let message = format!(
                 "{fate} before the pool started (refused so far: {})",
-                recent_or_none(&self.door.recent())
+                recent_or_none(&self.refusals.recent())
             );
             self.start_error.get_or_insert(PoolError::Spawn {
                 worker: id,
@@ -413,16 +434,24 @@ impl Core {
         if self.broken.is_some() {
             return;
         }
-        let worker = &mut self.workers[w];
-        if worker.ready {
-            // A worker that served was lost: a fresh row of replacements.
-            worker.attempt = 0;
+        if !self.transport.as_ref().is_some_and(|t| t.replaceable()) {
+            let fate = self.slots[w].last_fate.clone().unwrap_or_default();
+            self.break_pool(format!(
+                "worker {id} was lost and this transport cannot replace it: {fate}"
+            ));
+            return;
         }
-        worker.ready = false;
-        worker.attempt += 1;
-        let attempt = worker.attempt;
+        let slot = &mut self.slots[w];
+        if slot.ready {
+            // A worker that served was lost: a fresh row of replacements.
+            slot.attempt = 0;
+        }
+        slot.ready = false;
+        slot.attempt += 1;
+        slot.pid = 0;
+        let attempt = slot.attempt;
         if attempt > self.cfg.max_restarts {
-            let fate = worker.last_fate.clone().unwrap_or_default();
+            let fate = slot.last_fate.clone().unwrap_or_default();
             self.break_pool(format!(
                 "worker {id} was replaced {} time(s) in a row and no replacement became ready (max_restarts = {}); last: {fate}",
                 attempt - 1,
@@ -437,7 +466,7 @@ impl Core {
         let delay = FIRST_BACKOFF
             .saturating_mul(1 << (attempt - 2).min(16))
             .min(MAX_BACKOFF);
-        self.workers[w].phase = Phase::Delayed {
+        self.slots[w].phase = Phase::Delayed {
             at: Instant::now() + delay,
         };
         self.emit(PoolEvent::ReplacementDelayed {
@@ -447,37 +476,27 @@ impl Core {
         });
     }
 
-    /// Acts on the exits the launcher reported: a starting worker that ended is
-    /// lost at once; a live one is read to its end (its last answers count).
-    pub(super) fn reap_exits(&mut self) {
-        let Some(launcher) = self.launcher.as_mut() else {
+    /// A launched worker ended: one that was starting is lost at once; a live one
+    /// is read to its end (its last answers count).
+    pub(super) fn note_exit(&mut self, pid: u32, exit: WorkerExit) {
+        let Some(w) = self.slots.iter().position(|s| s.pid == pid) else {
             return;
         };
-        launcher.collect();
-        let exits = launcher.take_exits();
-        // Forked workers die with the fork server (parent-death signal), and no
-        // replacement can be launched: the pool cannot keep its worker count.
-        if let Some(why) = launcher.gone().map(str::to_string) {
-            self.break_pool(why);
-        }
-        for (pid, exit) in exits {
-            self.note_exit(pid, exit);
-        }
-    }
-
-    fn note_exit(&mut self, pid: u32, exit: WorkerExit) {
-        let Some(w) = self.workers.iter().position(|w| w.pid == pid) else {
-            return;
-        };
-        match self.workers[w].phase {
+        match self.slots[w].phase {
             Phase::Starting { .. } => {
                 self.exits.insert(pid, exit);
                 self.worker_lost(w, LossCause::ExitedBeforeHandshake);
             }
             Phase::Live => {
                 self.exits.insert(pid, exit);
-                self.read_worker(w);
-                if self.workers[w].alive() && self.workers[w].pid == pid {
+                if let (Some(link), Some(t)) = (self.slots[w].link, self.transport.as_mut()) {
+                    let mut events = Vec::new();
+                    t.drain(link, &mut events);
+                    for e in events {
+                        self.on_event(e);
+                    }
+                }
+                if self.slots[w].link.is_some() && self.slots[w].pid == pid {
                     self.worker_lost(w, LossCause::ConnectionClosed);
                 }
             }
@@ -487,15 +506,12 @@ impl Core {
         self.exits.remove(&pid);
     }
 
-    /// Deadlines: silent connections, workers that never greet, delayed
-    /// replacements, task timeouts and workers that stopped answering.
+    /// Deadlines: workers that never greet, delayed replacements, task timeouts
+    /// and workers that stopped answering.
     pub(super) fn check_deadlines(&mut self) {
         let now = Instant::now();
-        for refusal in self.door.expire(now) {
-            self.refused(refusal);
-        }
-        for w in 0..self.workers.len() {
-            match self.workers[w].phase {
+        for w in 0..self.slots.len() {
+            match self.slots[w].phase {
                 Phase::Starting { deadline } if deadline <= now => {
                     let after = self.cfg.connect_timeout;
                     self.worker_lost(w, LossCause::NoHandshake { after });
@@ -509,17 +525,17 @@ impl Core {
         let Some(limit) = self.cfg.task_timeout else {
             return;
         };
-        for w in 0..self.workers.len() {
-            let worker = &self.workers[w];
+        for w in self.sched.expired(now, limit) {
+            self.task_timed_out(w, limit);
+        }
+        for w in 0..self.slots.len() {
             // Only the head of a worker's window is running; the rest wait behind it.
-            if let Some(since) = self.head_started(worker) {
-                if now.duration_since(since) > limit {
-                    self.task_timed_out(w, limit);
-                }
+            if self.sched.head_started(w).is_some() {
                 continue;
             }
-            if let Some(owed) = self.owes_since(worker) {
-                if now.duration_since(owed.max(worker.heard)) > limit {
+            let s = &self.slots[w];
+            if let Some(owed) = self.owes_since(s) {
+                if now.duration_since(owed.max(s.heard)) > limit {
                     self.worker_lost(w, LossCause::Unresponsive { after: limit });
                 }
             }
@@ -531,14 +547,10 @@ impl Core {
     /// wedged process is a fault of the worker); once its retries are spent it fails
     /// with `PoolError::Timeout`.
     fn task_timed_out(&mut self, w: usize, limit: Duration) {
-        let Some(id) = self.workers[w].in_flight.pop_front() else {
+        let Some((function, index)) = self.sched.head(w) else {
             return;
         };
-        let wid = self.workers[w].id;
-        let Some(task) = self.tasks.get(&id) else {
-            return;
-        };
-        let (function, index) = (task.function.to_string(), task.index);
+        let wid = self.slots[w].id;
         self.timeouts += 1;
         self.emit(PoolEvent::TaskTimedOut {
             function: function.clone(),
@@ -546,19 +558,15 @@ impl Core {
             worker: wid,
             after: limit,
         });
-        self.worker_lost(
+        self.lose(
             w,
             LossCause::TaskTimeout {
                 function,
                 index,
                 after: limit,
             },
+            Some(limit),
         );
-        let fate = self.workers[w].last_fate.clone().unwrap_or_default();
-        // Ahead of the tasks requeued from behind it: it was first.
-        if self.retry_or_fail(id, wid, &fate, Some(limit)) {
-            self.queue.push_front(id);
-        }
     }
 }
 

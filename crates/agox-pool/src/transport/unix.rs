@@ -1,11 +1,10 @@
-//! The transport: where workers connect and how bytes move. The scheduler sees only
-//! [`Endpoint`] and [`Connection`], so another transport (TCP, MPI) is one more
-//! implementation of these two traits.
-//!
-//! The one implemented here is Unix stream sockets (`interprocess`), with the
-//! socket file in a fresh directory of mode 0700 that is removed when the endpoint
-//! is dropped, and peers of another user refused by their credentials.
+//! Unix stream sockets (`interprocess`), with the socket file in a fresh directory
+//! of mode 0700 that is removed when the endpoint is dropped, peers of another user
+//! refused by their credentials, and large values passed as memory-file
+//! descriptors (`SCM_RIGHTS`).
 
+use super::{Connection, Endpoint};
+use crate::shm::{SharedValue, SharedView};
 use interprocess::local_socket::{
     traits::{Listener as _, Stream as _, StreamCommon as _},
     GenericFilePath, ListenerNonblockingMode, ListenerOptions, ToFsName,
@@ -17,52 +16,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// One bidirectional byte stream between the coordinator and a worker.
-pub trait Connection: Read + Write + Send {
-    /// The descriptor, for readiness polling.
-    fn raw_fd(&self) -> RawFd;
-    /// Switches non-blocking mode (the coordinator polls; workers block).
-    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
-    /// Bounds a blocking read (used during the handshake).
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-    /// The effective user id of the peer, where the transport knows it.
-    fn peer_uid(&self) -> io::Result<Option<u32>>;
-    /// The process id of the peer, where the transport knows it.
-    fn peer_pid(&self) -> Option<u32> {
-        None
-    }
-    /// Whether this transport can pass file descriptors (large attributes then
-    /// travel as shared memory instead of through the socket).
-    fn passes_fds(&self) -> bool {
-        false
-    }
-    /// Writes the start of `bytes` with descriptor `fd` attached; returns how many
-    /// bytes were written.
-    fn send_with_fd(&mut self, bytes: &[u8], fd: RawFd) -> io::Result<usize> {
-        let _ = (bytes, fd);
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "this transport cannot pass descriptors",
-        ))
-    }
-    /// The oldest descriptor received and not yet taken.
-    fn take_fd(&mut self) -> Option<OwnedFd> {
-        None
-    }
-}
-
-/// Where workers connect to a coordinator.
-pub trait Endpoint: Send {
-    /// The address a worker is given (`--connect ADDRESS`).
-    fn address(&self) -> String;
-    /// Waits up to `timeout` for the next incoming connection.
-    fn accept(&self, timeout: Duration) -> io::Result<Box<dyn Connection>>;
-    /// The listening descriptor, polled so that unexpected peers are answered
-    /// (refused) while the pool runs.
-    fn raw_fd(&self) -> Option<RawFd>;
-}
 
 /// A Unix-socket connection.
 pub struct UnixConnection {
@@ -118,14 +71,11 @@ impl Write for UnixConnection {
 }
 
 impl Connection for UnixConnection {
-    fn raw_fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.stream.as_raw_fd())
     }
     fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         self.stream.set_nonblocking(on)
-    }
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)
     }
     fn passes_fds(&self) -> bool {
         true
@@ -145,8 +95,14 @@ impl Connection for UnixConnection {
         .map_err(io::Error::from)
     }
 
-    fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.fds.pop_front()
+    fn take_shared(&mut self, len: usize) -> io::Result<SharedValue> {
+        let fd = self.fds.pop_front().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no descriptor arrived with the frame",
+            )
+        })?;
+        SharedView::map(&fd, len).map(SharedValue::Mapped)
     }
 
     fn peer_uid(&self) -> io::Result<Option<u32>> {
@@ -184,7 +140,7 @@ impl UnixConnection {
 const SEND_BUFFER: usize = 4 << 20;
 
 /// Connects a worker to the coordinator at `address` (a socket path).
-pub fn connect(address: &str) -> io::Result<Box<dyn Connection>> {
+pub(super) fn connect(address: &str) -> io::Result<Box<dyn Connection>> {
     let name = address.to_fs_name::<GenericFilePath>()?;
     let stream = Stream::connect(name)?;
     // Interprocess already checked nothing; the coordinator checks our credentials.
@@ -258,11 +214,6 @@ impl UnixEndpoint {
             }
         }
     }
-
-    /// The socket directory (removed on drop).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 impl Endpoint for UnixEndpoint {
@@ -270,47 +221,24 @@ impl Endpoint for UnixEndpoint {
         self.path.to_string_lossy().into_owned()
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.listener_fd())
-    }
-
-    fn accept(&self, timeout: Duration) -> io::Result<Box<dyn Connection>> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.listener.accept() {
-                Ok(s) => {
-                    let conn = UnixConnection::from_stream(s, false);
-                    conn.set_nonblocking(false)?;
-                    return Ok(Box::new(conn));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no worker connected in time",
-                ));
-            }
-            let ms = left.as_millis().clamp(1, 60_000) as u16;
-            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-impl UnixEndpoint {
-    fn listener_fd(&self) -> RawFd {
+    fn raw_fd(&self) -> RawFd {
         use std::os::fd::AsFd;
         self.listener.as_fd().as_raw_fd()
+    }
+
+    fn accept(&self) -> io::Result<Option<Box<dyn Connection>>> {
+        loop {
+            return match self.listener.accept() {
+                Ok(s) => Ok(Some(Box::new(UnixConnection::from_stream(s, false)))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
     }
 }
 

@@ -1,0 +1,213 @@
+//! `agox-coord run --transport mpi` under `mpirun` (a build with `--features
+//! mpi`): the same seed gives the same database as the Unix-socket run, and a
+//! lost rank — which aborts the MPI job — loses no stored iteration, and the run
+//! is resumed with another transport.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use agox_search::candidate::Candidate;
+use agox_search::db::Database;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// `mpirun -n RANKS agox-coord ARGS…`, on one machine (as root where CI runs).
+fn mpirun(ranks: usize) -> Command {
+    let mut cmd = Command::new("mpirun");
+    if nix::unistd::geteuid().is_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.args(["--oversubscribe", "-n", &ranks.to_string(), BIN])
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().expect("mpirun runs")
+}
+
+/// Every stored candidate, without what differs between two runs of the same
+/// search (identifiers and clock times).
+fn database(dir: &Path) -> Vec<Candidate> {
+    let mut all = Database::open_existing(dir.join("db.db"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    for c in &mut all {
+        c.meta.uuid = None;
+        c.meta.time_stamp = None;
+        c.meta.ctime = None;
+    }
+    all
+}
+
+#[test]
+fn mpi_ranks_give_the_database_of_the_unix_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write_script(tmp.path(), 6);
+    let (over_mpi, over_unix) = (tmp.path().join("mpi"), tmp.path().join("unix"));
+    let out = output(mpirun(3).args([
+        "run",
+        s(&script),
+        "--transport",
+        "mpi",
+        "--output",
+        s(&over_mpi),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(over_mpi.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["pool"]["workers"], 2,
+        "3 ranks: rank 0 and 2 workers"
+    );
+    let out = run(&[
+        "run",
+        s(&script),
+        "--workers",
+        "2",
+        "--output",
+        s(&over_unix),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (database(&over_mpi), database(&over_unix));
+    assert_eq!(a.len(), 12);
+    assert_eq!(a, b);
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; the command name may hold spaces and parentheses.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The pid of the process running rank `rank` of the MPI job started by the
+/// `mpirun` process `job` (its descendant: the other test's job, or anyone else's
+/// on this machine, also has ranks of this program).
+fn rank_pid(job: u32, rank: u32) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let ours = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.ends_with("agox-coord"));
+        let is_rank = env
+            .split(|&b| b == 0)
+            .any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes());
+        let in_job = std::iter::successors(Some(pid), |&p| parent_of(p))
+            .take_while(|&p| p > 1)
+            .any(|p| p == job);
+        if ours && is_rank && in_job {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_lost_rank_aborts_the_job_and_resume_finishes_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write_script(tmp.path(), 100_000);
+    let dir = tmp.path().join("killed");
+    let mut job = mpirun(3)
+        .args(["run", s(&script), "--transport", "mpi", "--output", s(&dir)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some iterations are stored.
+    let t = Instant::now();
+    let seen = loop {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        let rows = dir
+            .join("run.json")
+            .exists()
+            .then(|| Database::open_existing(dir.join("db.db")).ok())
+            .flatten()
+            .and_then(|db| db.read_all().ok())
+            .unwrap_or_default();
+        if rows.len() >= 10 {
+            break rows;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "no progress");
+    };
+    let coordinator = rank_pid(job.id(), 0).expect("rank 0 runs");
+    let worker = rank_pid(job.id(), 1).expect("rank 1 runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = job.wait().unwrap();
+    assert!(!status.success(), "MPI ends the whole job when a rank dies");
+    // A zombie has no executable to read: only a running rank 0 counts.
+    let running = std::fs::read_link(format!("/proc/{coordinator}/exe"))
+        .is_ok_and(|exe| exe.ends_with("agox-coord"));
+    assert!(!running, "rank 0 is gone too");
+    // Everything stored before the loss is there, unchanged, in whole iterations.
+    let after = Database::open_existing(dir.join("db.db"))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    assert_eq!(&after[..seen.len()], &seen[..]);
+    let last = after.last().unwrap().meta.iteration;
+    assert_eq!(
+        after.iter().filter(|c| c.meta.iteration == last).count(),
+        2,
+        "an iteration is stored whole"
+    );
+    // Resumed over Unix sockets, the run ends as one that was never interrupted.
+    let target = (last + 3).to_string();
+    let out = run(&[
+        "run",
+        s(&script),
+        "--resume",
+        "--iterations",
+        &target,
+        "--output",
+        s(&dir),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole = tmp.path().join("whole");
+    let out = run(&[
+        "run",
+        s(&script),
+        "--iterations",
+        &target,
+        "--output",
+        s(&whole),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(database(&dir), database(&whole));
+}
