@@ -9,10 +9,13 @@
 //! to every rank by a `SetAttributesShared` frame; each worker joins the broadcast
 //! when it reads that frame (in order, after the tasks before it).
 //!
-//! MPI has no readiness descriptor: [`wait`](Transport::wait) probes, yielding
-//! the processor between probes and then sleeping a little longer each time (at
-//! most [`MAX_NAP`]), so an idle coordinator does not take a core from the
-//! workers of an oversubscribed node.
+//! MPI has no readiness descriptor: every wait probes (or tests its request),
+//! yielding the processor between probes for [`SPIN`] — a request following an
+//! answer is then seen at once, not after a sleep — and then sleeping a little
+//! longer each time (at most [`MAX_NAP`]), so an idle rank does not take a core
+//! from the busy ones of an oversubscribed node. While a broadcast is in flight
+//! the naps stay short ([`COLLECTIVE_NAP`]): a non-blocking collective advances
+//! only when its ranks call MPI, and each step of its tree waits for them.
 
 use super::peer::Peer;
 use super::{Bulk, Chunk, Connection, Event, LinkId, Transport};
@@ -34,26 +37,41 @@ use std::time::{Duration, Instant};
 /// The tag of the pool's point-to-point messages.
 pub(crate) const TAG: i32 = 7;
 
-/// Longest sleep between probes.
+/// How long a wait probes without sleeping, yielding the processor between
+/// probes: longer than the usual gap between an answer and the next request, so
+/// a busy pool never sleeps, yet an idle rank stops competing for the core soon.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Longest sleep between probes once the spin is over.
 const MAX_NAP: Duration = Duration::from_micros(500);
 
-/// Probes with a growing pause: yields first, then sleeps 20 µs, 40 µs, … up to
-/// [`MAX_NAP`].
-pub(crate) struct Backoff(u32);
+/// Longest sleep while a broadcast is in flight: each step of its tree (a rank's
+/// sends to its children) waits for that rank's next call into MPI.
+const COLLECTIVE_NAP: Duration = Duration::from_micros(20);
+
+/// Probes with a growing pause: yields for [`SPIN`], then sleeps 20 µs, 40 µs, …
+/// up to a longest nap.
+pub(crate) struct Backoff {
+    since: Instant,
+    naps: u32,
+}
 
 impl Backoff {
     pub fn new() -> Self {
-        Backoff(0)
+        Backoff {
+            since: Instant::now(),
+            naps: 0,
+        }
     }
 
-    /// Pauses, at most until `deadline`.
-    pub fn pause(&mut self, deadline: Option<Instant>) {
-        self.0 += 1;
-        if self.0 <= 64 {
+    /// Pauses, at most `longest` and at most until `deadline`.
+    pub fn pause(&mut self, longest: Duration, deadline: Option<Instant>) {
+        if self.since.elapsed() < SPIN {
             std::thread::yield_now();
             return;
         }
-        let mut nap = Duration::from_micros(20u64 << (self.0 - 64).min(5)).min(MAX_NAP);
+        let mut nap = Duration::from_micros(20u64 << self.naps.min(5)).min(longest);
+        self.naps += 1;
         if let Some(d) = deadline {
             nap = nap.min(d.saturating_duration_since(Instant::now()));
         }
@@ -77,6 +95,10 @@ struct InFlight {
 unsafe impl Send for InFlight {}
 
 impl InFlight {
+    fn collective(&self) -> bool {
+        self._shared.is_some()
+    }
+
     /// True once complete (the buffer may then go).
     fn test(&mut self) -> bool {
         let mut flag: i32 = 0;
@@ -280,7 +302,12 @@ impl Transport for MpiTransport {
             if Instant::now() >= deadline {
                 return Ok(());
             }
-            backoff.pause(Some(deadline));
+            let longest = if self.in_flight.iter().any(InFlight::collective) {
+                COLLECTIVE_NAP
+            } else {
+                MAX_NAP
+            };
+            backoff.pause(longest, Some(deadline));
         }
     }
 
@@ -379,7 +406,7 @@ impl Transport for MpiTransport {
         let mut backoff = Backoff::new();
         while !self.in_flight.is_empty() && Instant::now() < deadline {
             self.progress();
-            backoff.pause(Some(deadline));
+            backoff.pause(COLLECTIVE_NAP, Some(deadline));
         }
         self.links.iter_mut().for_each(|l| *l = None);
     }
@@ -413,7 +440,7 @@ impl Read for RankEnd {
                 if let Some(found) = root.immediate_matched_probe_with_tag(TAG) {
                     break found;
                 }
-                backoff.pause(None);
+                backoff.pause(MAX_NAP, None);
             };
             let (bytes, _) = found.matched_receive_vec::<u8>();
             self.buf = bytes;
@@ -453,7 +480,12 @@ impl Connection for RankEnd {
         // The coordinator's broadcast is non-blocking, and blocking and
         // non-blocking collectives never match: this side is non-blocking too.
         mpi::request::scope(|scope| {
-            root.immediate_broadcast_into(scope, &mut value[..]).wait();
+            let mut request = root.immediate_broadcast_into(scope, &mut value[..]);
+            let mut backoff = Backoff::new();
+            while let Err(pending) = request.test() {
+                request = pending;
+                backoff.pause(COLLECTIVE_NAP, None);
+            }
         });
         Ok(SharedValue::Owned(value))
     }
