@@ -17,6 +17,13 @@
 //! `mpi` feature, under `mpirun -n WORKERS+1` (rank 0 measures, the others serve;
 //! an MPI job starts one pool, so `start_ms` is that one start).
 //!
+//! Under MPI the line also gives MPI's own floor for the broadcast: `mpi_bcast_8mb_ms`,
+//! a bare non-blocking broadcast (`MPI_Ibcast`, the collective the pool uses) of
+//! 8 MB from rank 0 to every rank of the job, timed from a barrier to a barrier,
+//! median of five; and `sync_8mb_vs_mpi_bcast`. It is measured before the pool
+//! starts (the worker ranks then serve the pool alone), so not interleaved; the
+//! other transports print `null` there.
+//!
 //! `cargo run --release --example bench_pool -- --workers 2`
 //! `cargo build --release --example bench_pool --features mpi &&
 //!  mpirun -n 3 target/release/examples/bench_pool --transport mpi`
@@ -159,6 +166,34 @@ impl Peer {
     }
 }
 
+/// ms per bare `MPI_Ibcast` of [`BIG`] bytes from rank 0 to every rank, each
+/// between two barriers (so it ends when the last rank has the bytes), after one
+/// warm-up; every rank of the job calls this at the same point.
+#[cfg(feature = "mpi")]
+fn mpi_bcast_floor_ms() -> Vec<f64> {
+    use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+    let world = mpi::topology::SimpleCommunicator::world();
+    let root = world.process_at_rank(0);
+    let mut buf = vec![1u8; BIG];
+    (0..6)
+        .map(|_| {
+            world.barrier();
+            let t0 = Instant::now();
+            mpi::request::scope(|scope| {
+                root.immediate_broadcast_into(scope, &mut buf[..]).wait();
+            });
+            world.barrier();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(1)
+        .collect()
+}
+
+/// A JSON number with `decimals`, or `null`.
+fn json_or_null(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("null".into(), |v| format!("{v:.decimals$}"))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut workers = None;
     let mut transport = "unix".to_string();
@@ -182,10 +217,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    // Under MPI every rank but 0 serves, before anything else happens.
+    // Under MPI every rank but 0 serves, before anything else happens (but MPI's
+    // own broadcast, which every rank joins).
+    #[allow(unused_mut)]
+    let mut mpi_bcast_ms: Option<f64> = None;
     #[cfg(feature = "mpi")]
     let mpi_session = if transport == "mpi" {
         let session = agox::pool::mpi::init()?;
+        mpi_bcast_ms = Some(median(mpi_bcast_floor_ms()));
         match session.role() {
             agox::pool::mpi::Role::Worker { .. } => {
                 let (reg, _) = registry();
@@ -316,8 +355,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sink.stop()?;
     echo.stop()?;
 
+    let sync_median = median(sync_ms);
     println!(
-        "{{\"transport\":\"{transport}\",\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"worker_rss_mb\":{:?}}}",
+        "{{\"transport\":\"{transport}\",\"workers\":{},\"start_ms\":{:.3},\"per_task_us\":{:.2},\"floor_pipelined_us\":{:.2},\"per_task_vs_floor\":{:.2},\"roundtrip_us\":{:.2},\"floor_roundtrip_us\":{:.2},\"roundtrip_vs_floor\":{:.2},\"sync_8mb_ms\":{:.3},\"floor_send_8mb_ms\":{:.3},\"sync_8mb_vs_floor\":{:.2},\"mpi_bcast_8mb_ms\":{},\"sync_8mb_vs_mpi_bcast\":{},\"worker_rss_mb\":{:?}}}",
         workers,
         median(start_ms),
         median(per_task),
@@ -326,9 +366,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         median(roundtrip),
         median(floor_roundtrip),
         median(roundtrip_ratio),
-        median(sync_ms),
+        sync_median,
         median(floor_send),
         median(sync_ratio),
+        json_or_null(mpi_bcast_ms, 3),
+        json_or_null(mpi_bcast_ms.map(|b| sync_median / b), 2),
         rss
     );
     drop(pool);
