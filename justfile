@@ -9,14 +9,23 @@ run:
 test:
     cargo test --workspace
 
-# The pool (with the machine's own socket floor, measured in the same run), atoms,
-# search, model and socket-calculator benchmarks, each one JSON line.
+# The pool (over Unix sockets and over TCP, each with the machine's own socket floor
+# measured in the same run), the scheduler alone, atoms, search, model and
+# socket-calculator benchmarks, each one JSON line.
 bench:
     cargo run --release --example bench_pool -- --workers 2
+    cargo run --release --example bench_pool -- --workers 2 --transport tcp
+    cargo run --release --example bench_sched
     cargo run --release --example bench_atoms
     cargo run --release --example bench_search
     cargo run --release --example bench_models
     cargo run --release --example bench_calc
+
+# The pool over MPI ranks (needs an MPI library, see docs/cluster.md): rank 0 and
+# two worker ranks.
+bench-mpi:
+    cargo build --release --example bench_pool --features mpi
+    mpirun --oversubscribe -n 3 target/release/examples/bench_pool --transport mpi
 
 # Exactly what CI runs.
 ci:
