@@ -19,6 +19,7 @@ pub mod relax_model;
 pub mod samplers;
 pub mod script;
 pub mod search;
+pub mod surrogate;
 pub mod tasks;
 
 pub use candidate::{Candidate, CandidateMeta};

@@ -20,9 +20,14 @@
 
 use agox_pool::{FnHandle, Link, Registry, TaskContext, TaskError};
 
-use crate::calculator::{self, CalcFns, RelaxOutcome, RelaxRequest};
+use crate::calculator::{
+    self, CalcFns, CalculatorModule, RelaxFailure, RelaxOutcome, RelaxRequest,
+};
 use crate::generators::{self, generate_task, GenFns, GenerateArgs, GenerateOutput};
 use crate::relax_model::{RelaxModel, RelaxModelError};
+use crate::surrogate::{self, SurrogateFns};
+use agox_atoms::Atoms;
+use agox_models::model::GprModel;
 
 /// Arguments of the fused task: what to generate, and the relaxation model and
 /// request to relax it with (`None`: not relaxed, e.g. before
@@ -31,7 +36,14 @@ pub type PipelineArgs = (GenerateArgs, Option<(Link<RelaxModel>, RelaxRequest)>)
 
 /// Output of the fused task: the generated candidate (or why none could be made)
 /// and, when asked, the outcome of its relaxation (or why it failed).
-pub type PipelineOutput = (GenerateOutput, Option<Result<RelaxOutcome, String>>);
+pub type PipelineOutput = (GenerateOutput, Option<Result<RelaxOutcome, RelaxFailure>>);
+
+/// Arguments of the evaluator's relaxation in the calculator.
+pub type EvaluateRelaxArgs = (Link<CalculatorModule>, Atoms, RelaxRequest);
+
+/// Its output: the outcome, or why it failed and what it cost (a value, so the
+/// calculations of a failed relaxation are counted too).
+pub type EvaluateRelaxOutput = Result<RelaxOutcome, RelaxFailure>;
 
 /// Registered name of the fused task.
 pub const GENERATE_RELAX_FN: &str = "agox_search.generate_relax";
@@ -45,6 +57,20 @@ pub struct SearchFns {
     pub generators: GenFns,
     /// Generation and relaxation of one candidate as one task (the loop's step 1+2).
     pub generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
+    /// The evaluator's relaxation in the calculator (`[evaluator] kind = "relax"`).
+    pub evaluate_relax: FnHandle<EvaluateRelaxArgs, EvaluateRelaxOutput>,
+    /// GOFEE's Gaussian process on the pool (its hyperparameter search).
+    pub gpr: SurrogateFns<GprModel>,
+}
+
+fn evaluate_relax_task(
+    ctx: &TaskContext<'_>,
+    (calculator, atoms, request): EvaluateRelaxArgs,
+) -> Result<EvaluateRelaxOutput, TaskError> {
+    Ok(ctx
+        .module(&calculator)?
+        .relax(atoms, &request)
+        .map_err(RelaxFailure::from))
 }
 
 fn generate_relax_task(
@@ -58,7 +84,7 @@ fn generate_relax_task(
             match model.relax(ctx, candidate.atoms.clone(), &request) {
                 Ok(outcome) => Some(Ok(outcome)),
                 // The candidate's own failure: a value the loop counts and reports.
-                Err(RelaxModelError::Relax(e)) => Some(Err(e.to_string())),
+                Err(RelaxModelError::Relax(e)) => Some(Err(e.into())),
                 // The pool's state is wrong on this worker: a fault, stop loudly.
                 Err(e @ RelaxModelError::Unreachable(_)) => return Err(e.into()),
             }
@@ -74,10 +100,14 @@ pub fn register(reg: &mut Registry) -> SearchFns {
     let calculator = calculator::register(reg);
     let generators = generators::register(reg);
     let generate_relax = reg.function(GENERATE_RELAX_FN, generate_relax_task);
+    let evaluate_relax = reg.function("agox_search.evaluate_relax", evaluate_relax_task);
+    let gpr = surrogate::register::<GprModel>(reg);
     SearchFns {
         calculator,
         generators,
         generate_relax,
+        evaluate_relax,
+        gpr,
     }
 }
 

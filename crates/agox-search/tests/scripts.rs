@@ -179,3 +179,79 @@ fn missing_file_is_an_error() {
     assert_eq!(e.0.len(), 1);
     assert!(e.to_string().contains("cannot read the file"), "{e}");
 }
+
+#[test]
+fn gofee_defaults_are_agox_gofee_config() {
+    use agox_search::script::{
+        AcquisitionSettings, EvaluatorKind, KernelSettings, ModelSettings, Optimizer,
+    };
+    let s = Script::load(Path::new(INPUTS).join("good/gofee_defaults.toml")).unwrap();
+    assert_eq!(s.search.algorithm, Algorithm::Gofee);
+    // 10 random candidates, from AGOX's iteration 5 (our 4) 2 random and 8 rattled.
+    let counts = |i| {
+        s.generators
+            .iter()
+            .map(|g| g.count.at(i))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (counts(0), counts(3), counts(4)),
+        (vec![10, 0], vec![10, 0], vec![2, 8])
+    );
+    assert!(matches!(
+        s.generators[1].kind,
+        GeneratorKind::Rattle { n_rattle: 3, amplitude, .. } if amplitude == 3.0
+    ));
+    assert_eq!(s.sampler, Some(SamplerSettings::kmeans()));
+    assert_eq!(
+        s.sampler,
+        Some(SamplerSettings::Kmeans {
+            sample_size: 10,
+            max_energy: 5.0,
+            n_init: 10
+        })
+    );
+    let r = s.relax.as_ref().unwrap();
+    assert_eq!((r.fmax, r.steps, r.start_iteration), (0.05, 100, 1));
+    assert_eq!(
+        s.evaluator.kind,
+        EvaluatorKind::Relax {
+            optimizer: Optimizer::Bfgs,
+            fmax: 0.05,
+            steps: 1,
+            store_trajectory: true
+        }
+    );
+    assert_eq!(s.evaluator.count, Some(1));
+    assert_eq!(s.acquisition, Some(AcquisitionSettings::Lcb { kappa: 2.0 }));
+    let Some(ModelSettings::Gpr(m)) = &s.model else {
+        panic!("a model")
+    };
+    assert_eq!((m.n_optimize, m.optimizer_maxiter), (2, 100));
+    assert_eq!(m.kernel, KernelSettings::default());
+    assert_eq!(m.prior, Some(agox_models::prior::Repulsive::default()));
+    // The settings read back from their JSON (run.json), and a script written out
+    // in full means the same.
+    let back: Script = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(back, s);
+    let full =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_au8cu4.toml")).unwrap();
+    assert_eq!(
+        (
+            &full.generators,
+            &full.sampler,
+            &full.relax,
+            &full.evaluator,
+            &full.model,
+            &full.acquisition
+        ),
+        (
+            &s.generators,
+            &s.sampler,
+            &s.relax,
+            &s.evaluator,
+            &s.model,
+            &s.acquisition
+        )
+    );
+}

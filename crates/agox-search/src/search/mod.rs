@@ -5,24 +5,29 @@
 //!    (its schedule), generated on the pool with explicit per-candidate seeds
 //!    `(run seed, iteration, generator index, candidate index)`;
 //! 2. **relax** — [`ParallelRelaxPostprocess`]: every candidate relaxed on the pool in
-//!    the relaxation model ([`crate::relax_model`]: the calculator in `rss` and `bh`),
-//!    template atoms fixed, placed atoms kept in the confinement box, from
-//!    `[relax] start_iteration` on;
+//!    the relaxation model ([`crate::relax_model`]: the calculator in `rss` and `bh`,
+//!    the acquisition `E − κσ` of the model in `gofee`), template atoms fixed, placed
+//!    atoms kept in the confinement box, from `[relax] start_iteration` on (`gofee`
+//!    drops a candidate whose relaxation took no step);
 //! 3. **choose** — [`Algorithm::choose`](crate::algorithm::Algorithm::choose): `rss`
-//!    all (or the `[evaluator] count` lowest model energies), `bh` all;
+//!    all (or the `[evaluator] count` lowest model energies), `bh` all, `gofee` the
+//!    lowest acquisition values first;
 //! 4. **evaluate** — [`Evaluator`]: single points in the driver, or relaxations on
-//!    the pool;
+//!    the pool (`gofee`: until `count` succeeded);
 //! 5. **store** — the iteration's evaluations committed to the database in one
 //!    transaction ([`Database::store_many`]), then appended to `evaluated.xyz`
 //!    (and `best.xyz` replaced when the best improved);
-//! 6. **update** — the driver's copy of the sampler offered the stored candidates;
-//!    Metropolis draws from a stream seeded by `(run seed, iteration)`;
-//! 7. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
-//!    (the sampler's parents) to the workers; its [`SyncReport`] is in the
-//!    iteration's [`IterationReport`].
+//! 6. **train** (`gofee`) — [`ModelStage::after_store`]: the stored structures become
+//!    training rows, the model is retrained with its hyperparameter search on the
+//!    pool, and the relaxation model learns the version the workers must be at;
+//! 7. **update** — the driver's copy of the sampler offered the stored candidates;
+//!    Metropolis and k-means draw from a stream seeded by `(run seed, iteration)`;
+//! 8. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
+//!    (the sampler's parents, the relaxation model's κ and expected version) to the
+//!    workers; its [`SyncReport`] is in the iteration's [`IterationReport`].
 //!
 //! This is AGOX's observer order (generate → postprocess → evaluate → database →
-//! sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
+//! model → sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
 //! candidate ([`crate::tasks`]); what differs between the algorithms is asked of
 //! [`Algorithm`](crate::algorithm::Algorithm).
 //!
@@ -49,6 +54,7 @@
 
 mod collector;
 mod evaluator;
+pub mod model;
 mod outputs;
 mod postprocess;
 mod resume;
@@ -63,12 +69,13 @@ use rand_chacha::ChaCha8Rng;
 
 pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
 pub use evaluator::{Evaluated, Evaluator};
+pub use model::{ModelRecord, ModelStage, TrainingRecord, MODEL_FILE, MODEL_KEY};
 pub use outputs::{
     candidate_frame, write_atomically, AtomicWrite, Destination, Failures, GeneratorSummary,
     Outputs, PoolSummary, RunLock, RunRecord, StepTimings, Summary, SyncSummary, BEST_FILE,
     DB_FILE, EVALUATED_FILE, FIRST_MESSAGES, LOCK_FILE, RUN_FILE, SUMMARY_FILE,
 };
-pub use postprocess::{ParallelRelaxPostprocess, RelaxArgs, Relaxed};
+pub use postprocess::{ParallelRelaxPostprocess, Relaxed};
 pub use resume::{check_same_search, resume_settings, History};
 
 use crate::algorithm::RelaxationModel;
@@ -78,9 +85,13 @@ use crate::db::{Database, DbError};
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, RELAX_MODEL_KEY};
+use crate::samplers::SamplerError;
 use crate::samplers::SamplerModule;
+use crate::script::ModelSettings;
 use crate::script::Script;
+use crate::surrogate::TrainReport;
 use crate::tasks::{PipelineArgs, PipelineOutput};
+use agox_models::fingerprint::Fingerprint;
 
 /// Pool key of the calculator module (the calculator that evaluates; in `rss` and
 /// `bh` also the one the relaxation model relaxes in).
@@ -165,6 +176,12 @@ pub enum SearchError {
     /// The calculator's parameters are unusable.
     #[error("calculator: {0}")]
     Calculator(String),
+    /// The surrogate model failed (its settings, or a training).
+    #[error("{0}")]
+    Model(String),
+    /// The sampler could not take an iteration's structures.
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
     /// The run cannot be resumed as asked.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -204,6 +221,15 @@ pub struct IterationReport {
     pub relaxed: usize,
     /// Relaxations that failed.
     pub relax_failures: usize,
+    /// Candidates left out because their relaxation took no step (`gofee`).
+    pub unmoved: usize,
+    /// Optimizer steps of the iteration's relaxations.
+    pub relax_steps: u64,
+    /// Calculations of the real calculator in this iteration (relaxations in it
+    /// and evaluations).
+    pub calculator_calls: u64,
+    /// The surrogate's training after the store (`gofee`).
+    pub training: Option<TrainReport>,
     /// Energies of the evaluated (and stored) candidates, in storage order.
     pub energies: Vec<f64>,
     /// Evaluations that failed.
@@ -232,12 +258,13 @@ impl std::fmt::Display for IterationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "iteration {}: {} generated, {} relaxed, {} evaluated",
-            self.iteration,
-            self.generated,
-            self.relaxed,
-            self.energies.len()
+            "iteration {}: {} generated, {} relaxed",
+            self.iteration, self.generated, self.relaxed
         )?;
+        if self.unmoved > 0 {
+            write!(f, " ({} unmoved, dropped)", self.unmoved)?;
+        }
+        write!(f, ", {} evaluated", self.energies.len())?;
         let failures = self.generation_failures + self.relax_failures + self.evaluation_failures;
         if failures > 0 {
             write!(f, " ({failures} failed)")?;
@@ -257,6 +284,21 @@ impl std::fmt::Display for IterationReport {
         write!(f, " | {:.2} ms", self.elapsed * 1e3)?;
         // The pool's own figures only in the alternate form (`{:#}`, `-v`).
         if f.alternate() {
+            if let Some(t) = &self.training {
+                write!(
+                    f,
+                    " | model: {} rows, θ = [{}], search {:.1} ms, rows {} B and state {} B to the workers",
+                    t.rows,
+                    t.hyperparameters
+                        .iter()
+                        .map(|h| format!("{h:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.search_s * 1e3,
+                    t.rows_sync.bytes,
+                    t.state_sync.bytes
+                )?;
+            }
             write!(f, " | {}", self.sync)?;
         }
         Ok(())
@@ -274,6 +316,10 @@ pub struct Search {
     postprocess: Option<ParallelRelaxPostprocess>,
     evaluator: Evaluator,
     sampler: Option<Handle<SamplerModule>>,
+    /// The surrogate stage (`gofee`).
+    model: Option<ModelStage>,
+    /// Whether relaxing candidates costs calls of the real calculator.
+    relaxes_in_calculator: bool,
     db: Database,
     outputs: Outputs,
     /// Held for the search's whole life: no other process writes this directory.
@@ -283,6 +329,10 @@ pub struct Search {
     best: Option<Candidate>,
     evaluations: u64,
     evaluations_at_start: u64,
+    /// Calculations of the real calculator, whole run.
+    calculator_calls: u64,
+    /// Optimizer steps in the surrogate, whole run.
+    surrogate_steps: u64,
     /// Per generator (script order): made, failed and why.
     generators: Vec<GeneratorSummary>,
     relax_failures: Failures,
@@ -378,11 +428,27 @@ impl Search {
         let calculator = pool.add_module(CALCULATOR_KEY, CalculatorModule::new(spec))?;
 
         // The sampler: replay the stored evaluations (resume) before the workers get it.
-        let mut sampler_module = script.sampler.as_ref().map(SamplerModule::from_settings);
+        let descriptor = {
+            let params = script
+                .model
+                .as_ref()
+                .map_or_else(Default::default, ModelSettings::descriptor);
+            Fingerprint::for_search(params, &env.template, &env.numbers)
+                .map_err(|e| SearchError::Model(format!("descriptor: {e}")))?
+                .spec()
+                .clone()
+        };
+        let mut sampler_module = script
+            .sampler
+            .as_ref()
+            .map(|s| SamplerModule::from_settings(s, &descriptor));
         if let Some(s) = sampler_module.as_mut() {
-            for (&iteration, stored) in &history.iterations {
-                s.update(stored, &mut sampler_rng(seed, iteration));
-            }
+            s.replay(
+                history
+                    .iterations
+                    .iter()
+                    .map(|(&i, stored)| (stored.as_slice(), sampler_rng(seed, i))),
+            )?;
         }
         let sampler = match sampler_module {
             Some(m) => Some(pool.add_module(SAMPLER_KEY, m)?),
@@ -396,25 +462,54 @@ impl Search {
             sampler.as_ref().map(Handle::link),
         )?;
         let confinement = env.box_constraint();
-        let postprocess = script
-            .relax
+        // The surrogate (gofee): rebuilt from the database on resume.
+        let model = if script.search.algorithm.trains_model() {
+            let earlier = if history.iterations.is_empty() {
+                None
+            } else {
+                model::read_record(outputs.dir())?
+            };
+            Some(ModelStage::new(
+                &pool,
+                fns.gpr.clone(),
+                &script,
+                &env,
+                seed,
+                &history.iterations,
+                earlier,
+            )?)
+        } else {
+            None
+        };
+        let relax_model = match script.search.algorithm.relaxation_model() {
+            RelaxationModel::Calculator if script.relax.is_some() => {
+                Some(pool.add_module(RELAX_MODEL_KEY, RelaxModel::calculator(calculator.link()))?)
+            }
+            RelaxationModel::Calculator => None,
+            RelaxationModel::Acquisition => match &model {
+                Some(m) => Some(m.relax_model().clone()),
+                None => {
+                    return Err(SearchError::Model(
+                        "the algorithm relaxes in a model, but the script has no [model]".into(),
+                    ))
+                }
+            },
+        };
+        let relaxes_in_calculator = relax_model
             .as_ref()
-            .map(|r| {
-                let model = match script.search.algorithm.relaxation_model() {
-                    RelaxationModel::Calculator => RelaxModel::calculator(calculator.link()),
-                };
-                let model = pool.add_module(RELAX_MODEL_KEY, model)?;
-                Ok::<_, PoolError>(ParallelRelaxPostprocess::new(
-                    model.link(),
-                    r,
-                    confinement.clone(),
-                ))
-            })
-            .transpose()?;
+            .is_some_and(|m| m.lock().is_calculator());
+        let postprocess = match (&script.relax, &relax_model) {
+            (Some(r), Some(m)) => Some(ParallelRelaxPostprocess::new(
+                m.link(),
+                r,
+                confinement.clone(),
+            )),
+            _ => None,
+        };
         let evaluator = Evaluator::new(
             script.evaluator.clone(),
             calculator,
-            fns.calculator.relax.clone(),
+            fns.evaluate_relax.clone(),
             confinement,
         );
         let resumed_at = (!history.iterations.is_empty()).then(|| history.next_iteration());
@@ -433,6 +528,8 @@ impl Search {
             best: history.best,
             evaluations: history.evaluations,
             evaluations_at_start: history.evaluations,
+            calculator_calls: history.calculator_calls,
+            surrogate_steps: history.surrogate_steps,
             time_offset: history.last_time_stamp,
             script,
             pool,
@@ -441,6 +538,8 @@ impl Search {
             postprocess,
             evaluator,
             sampler,
+            model,
+            relaxes_in_calculator,
             db,
             outputs,
             lock,
@@ -541,6 +640,21 @@ impl Search {
         self.evaluations
     }
 
+    /// Calculations of the real calculator so far (whole run).
+    pub fn calculator_calls(&self) -> u64 {
+        self.calculator_calls
+    }
+
+    /// Optimizer steps in the surrogate's acquisition so far (whole run).
+    pub fn surrogate_steps(&self) -> u64 {
+        self.surrogate_steps
+    }
+
+    /// The surrogate stage (`gofee`).
+    pub fn model(&self) -> Option<&ModelStage> {
+        self.model.as_ref()
+    }
+
     /// The driver's sampler module, if the search has one.
     pub fn sampler(&self) -> Option<&Handle<SamplerModule>> {
         self.sampler.as_ref()
@@ -591,13 +705,15 @@ impl Search {
             .postprocess
             .as_ref()
             .is_some_and(|p| p.active(iteration));
+        let drops_unmoved = self.script.search.algorithm.drops_unmoved();
         let mut relaxed = Relaxed::default();
         let mut generated = 0;
         let mut generation_failures = 0;
         let mut failures = Vec::new();
         // Which generator made each task, in submission order. A pool error (a task
-        // that panicked, a worker lost beyond the retry budget) stops the run: it is
-        // a fault, not a candidate that could not be made.
+        // that panicked, a worker lost beyond the retry budget, a worker whose copy
+        // of the model missed an update) stops the run: it is a fault, not a
+        // candidate that could not be made.
         let owners = self.collector.owners(iteration);
         for (p, g) in pending.into_iter().zip(owners) {
             let (made, relaxation) = self.pool.get(p)?;
@@ -607,15 +723,18 @@ impl Search {
                     generated += 1;
                     record.generated += 1;
                     match relaxation {
+                        Some(Ok(outcome)) if drops_unmoved && outcome.steps == 0 => {
+                            relaxed.push_unmoved(&outcome);
+                        }
                         Some(Ok(outcome)) => relaxed.push_relaxed(c, outcome),
                         None => relaxed.push_unrelaxed(c),
                         Some(Err(e)) => {
-                            self.relax_failures.record(&e);
+                            self.relax_failures.record(&e.message);
                             failures.push(FailureNote {
                                 source: "relax".into(),
-                                message: e.clone(),
+                                message: e.message.clone(),
                             });
-                            relaxed.failures.push(e);
+                            relaxed.push_failed(e);
                         }
                     }
                 }
@@ -642,20 +761,39 @@ impl Search {
             0
         };
         let relax_failures = relaxed.failures.len();
+        let mut calculator_calls = 0;
+        if self.relaxes_in_calculator {
+            calculator_calls += relaxed.calls;
+        } else {
+            self.surrogate_steps += relaxed.steps;
+        }
         if stop.load(Ordering::SeqCst) {
             return Ok(None);
         }
 
         // 3. choose, 4. evaluate
         let t = Instant::now();
-        let chosen = self
-            .script
-            .search
-            .algorithm
-            .choose(self.script.evaluator.count, &relaxed.model_energies);
+        // Candidates not relaxed in the acquisition still rank by it once the model
+        // is trained (AGOX's acquisitor predicts them in the driver).
+        if let Some(model) = self.model.as_mut().filter(|m| m.is_trained()) {
+            for (e, c) in relaxed.model_energies.iter_mut().zip(&relaxed.candidates) {
+                if e.is_none() {
+                    *e = Some(model.acquisition(&c.atoms)?);
+                }
+            }
+        }
+        let algorithm = self.script.search.algorithm;
+        let chosen = algorithm.choose(self.script.evaluator.count, &relaxed.model_energies);
         let mut pool_of = relaxed.candidates.into_iter().map(Some).collect::<Vec<_>>();
         let chosen: Vec<Candidate> = chosen.iter().filter_map(|&i| pool_of[i].take()).collect();
-        let evaluated = self.evaluator.evaluate(&self.pool, chosen)?;
+        let until = if algorithm.replaces_failed_evaluations() {
+            self.script.evaluator.count
+        } else {
+            None
+        };
+        let evaluated = self.evaluator.evaluate(&self.pool, chosen, until)?;
+        calculator_calls += evaluated.calls;
+        self.calculator_calls += calculator_calls;
         timings.evaluate = t.elapsed().as_secs_f64();
         let evaluation_failures = evaluated.failures.len();
         for message in evaluated.failures {
@@ -672,6 +810,8 @@ impl Search {
         let now = self.time_offset + self.started.elapsed().as_secs_f64();
         for c in &mut stored {
             c.meta.time_stamp = Some(now);
+            c.meta.calculator_calls = Some(self.calculator_calls);
+            c.meta.surrogate_steps = Some(self.surrogate_steps);
         }
         let ids = self.db.store_many(&stored)?;
         for (c, id) in stored.iter_mut().zip(ids) {
@@ -694,19 +834,27 @@ impl Search {
         }
         timings.store = t.elapsed().as_secs_f64();
 
-        // 6. update the sampler (driver copy)
+        // 6. train the model (gofee)
+        let t = Instant::now();
+        let training = match self.model.as_mut() {
+            Some(m) => m.after_store(&self.pool, self.seed, iteration, &stored, &self.outputs)?,
+            None => None,
+        };
+        timings.train = t.elapsed().as_secs_f64();
+
+        // 7. update the sampler (driver copy)
         let t = Instant::now();
         let accepted = match &self.sampler {
             Some(s) => {
                 s.lock()
-                    .update(&stored, &mut sampler_rng(self.seed, iteration))
+                    .update(&stored, &mut sampler_rng(self.seed, iteration))?
                     .accepted
             }
             None => Vec::new(),
         };
         timings.update = t.elapsed().as_secs_f64();
 
-        // 7. synchronize the pool
+        // 8. synchronize the pool
         let t = Instant::now();
         let sync = self.pool.synchronize()?;
         timings.sync = t.elapsed().as_secs_f64();
@@ -729,6 +877,10 @@ impl Search {
             generation_failures,
             relaxed: n_relaxed,
             relax_failures,
+            unmoved: relaxed.unmoved,
+            relax_steps: relaxed.steps,
+            calculator_calls,
+            training,
             energies: stored.iter().filter_map(|c| c.energy).collect(),
             evaluation_failures,
             failures,
@@ -861,6 +1013,8 @@ impl Search {
             best_iteration: self.best.as_ref().map(|b| b.meta.iteration),
             best_id: self.best.as_ref().and_then(|b| b.meta.id),
             evaluations: self.evaluations,
+            calculator_calls: self.calculator_calls,
+            surrogate_steps: self.surrogate_steps,
             energy_unit: self.script.energy_unit().to_owned(),
             generated: self.generators.iter().map(|g| g.generated).sum(),
             generation_failures: self.generators.iter().map(|g| g.failures.count).sum(),

@@ -30,6 +30,10 @@ pub struct History {
     pub best: Option<Candidate>,
     /// Largest `time_stamp` stored (s), so a resumed run's time stamps go on from it.
     pub last_time_stamp: f64,
+    /// The run's calculator calls when its last candidate was stored.
+    pub calculator_calls: u64,
+    /// The run's optimizer steps in the surrogate when its last candidate was stored.
+    pub surrogate_steps: u64,
 }
 
 impl History {
@@ -48,6 +52,8 @@ impl History {
             if let Some(t) = c.meta.time_stamp {
                 h.last_time_stamp = h.last_time_stamp.max(t);
             }
+            h.calculator_calls = h.calculator_calls.max(c.meta.calculator_calls.unwrap_or(0));
+            h.surrogate_steps = h.surrogate_steps.max(c.meta.surrogate_steps.unwrap_or(0));
             h.iterations.entry(c.meta.iteration).or_default().push(c);
         }
         h
@@ -86,7 +92,11 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
         ))
     })?;
     if let Some(given) = given {
-        check_same_search(given, &record.settings)?;
+        // Compared with the recorded settings as this version reads them (a key
+        // added since, such as `model`, takes its default in both).
+        let recorded = serde_json::to_value(&script)
+            .map_err(|e| SearchError::Resume(format!("{}: {e}", dir.join(RUN_FILE).display())))?;
+        check_same_search(given, &recorded)?;
         script.search.iterations = given.search.iterations;
     }
     script.search.seed = Some(record.seed);
@@ -96,18 +106,20 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
 
 /// The parts of the resolved settings that must not change between a run and its
 /// resumption (everything but iterations, workers, output and seed).
-const FROZEN: [&str; 6] = [
+const FROZEN: [&str; 8] = [
     "environment",
     "calculator",
     "generators",
     "sampler",
     "relax",
     "evaluator",
+    "model",
+    "acquisition",
 ];
 
 /// Checks that `script` describes the same search as the recorded `settings`
 /// (`Script::to_json` of the original run): same algorithm, environment,
-/// calculator, generators, sampler, relaxation and evaluator.
+/// calculator, generators, sampler, relaxation, evaluator, model and acquisition.
 pub fn check_same_search(script: &Script, settings: &Value) -> Result<(), SearchError> {
     let now: Value =
         serde_json::from_str(&script.to_json()).map_err(|e| SearchError::Resume(e.to_string()))?;
