@@ -22,7 +22,9 @@
 //!   `{0: [10, 0], 5: [3, 7]}` random and rattled, relaxation in the LCB of at most
 //!   100 BFGS steps from AGOX's iteration 8, one evaluation of 2 EMT calls, 2 starts
 //!   per training), over iterations 6–40 (AGOX's numbering; ours 5–39), 2 workers;
-//!   `gofee_surrogate_steps_per_iter` the median LCB steps per iteration there;
+//!   `gofee_surrogate_steps_per_iter` the median LCB steps per iteration there,
+//!   `gofee_cpu_ms_per_iter_w2` the CPU time of the driver and both workers per
+//!   iteration (what the wall time would be on one idle core);
 //! * `rss_peak_mb_n500`: peak resident memory (VmHWM) of the coordinator and of the 2
 //!   workers (`rss_peak_mb_n500_parts`) with a Gaussian process of 500 rows trained
 //!   and 10 candidates relaxed in its LCB on the workers, measured in a child
@@ -43,7 +45,7 @@ use std::time::Instant;
 use agox::atoms::Atoms;
 use agox::models::model::GprModel;
 use agox::pool::{Pool, PoolConfig};
-use agox::search::calculator::RelaxRequest;
+use agox::search::calculator::{CalculatorModule, CalculatorSpec, RelaxRequest};
 use agox::search::environment::Environment;
 use agox::search::generators::{GenerateRequest, Generator, GeneratorModule, RandomGenerator};
 use agox::search::registry;
@@ -167,9 +169,26 @@ fn hyperopt_ms(pool: &Pool, model: &PooledSurrogate<GprModel>) -> (f64, Vec<usiz
     (ms, out.iter().map(|o| o.evaluations).collect())
 }
 
-/// Median ms per iteration over iterations 5–39 of one GOFEE run, and the median
-/// LCB steps per iteration there.
-fn gofee_run(out: PathBuf, seed: u64) -> (f64, f64) {
+/// CPU time (user + system, s) process `pid` has used so far.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// One GOFEE run: the median ms per iteration over iterations 5–39, the median LCB
+/// steps per iteration there, and the CPU time (driver and workers) per iteration
+/// over the whole run.
+fn gofee_run(out: PathBuf, seed: u64) -> (f64, f64, f64) {
     let mut s = Script::parse(GOFEE_AGOX_MEASURED, &out.with_extension("toml"))
         .unwrap_or_else(|e| panic!("{e}"));
     s.search.output = out;
@@ -177,6 +196,8 @@ fn gofee_run(out: PathBuf, seed: u64) -> (f64, f64) {
     let (reg, _) = registry::build();
     let pool = Pool::start(reg, PoolConfig::with_workers(2)).expect("pool");
     let mut search = Search::new(s, pool).expect("search");
+    let driver0 = cpu_s(std::process::id());
+    let workers0: f64 = search.pool().worker_pids().into_iter().map(cpu_s).sum();
     let (mut ms, mut steps) = (Vec::new(), Vec::new());
     while !search.is_done() {
         let r = search.run_iteration().expect("iteration");
@@ -185,8 +206,20 @@ fn gofee_run(out: PathBuf, seed: u64) -> (f64, f64) {
             steps.push(r.relax_steps as f64);
         }
     }
-    search.finish(false).expect("summary");
-    (median(ms), median(steps))
+    let cpu = cpu_s(std::process::id()) - driver0
+        + search
+            .pool()
+            .worker_pids()
+            .into_iter()
+            .map(cpu_s)
+            .sum::<f64>()
+        - workers0;
+    let summary = search.finish(false).expect("summary");
+    (
+        median(ms),
+        median(steps),
+        cpu * 1e3 / summary.iterations_done as f64,
+    )
 }
 
 /// VmHWM of process `pid` (MB).
@@ -207,7 +240,7 @@ fn memory_child() {
     let (reg, fns) = registry::build();
     let pool = Pool::start(reg, PoolConfig::with_workers(2)).expect("pool");
     let mut model = pooled_model(&pool, &rows, 2);
-    model.train(&pool, 1).expect("training");
+    let training = model.train(&pool, 1).expect("training");
     let tmp = tempfile::tempdir().expect("temporary directory");
     let script = Script::parse(GOFEE_AGOX_MEASURED, &tmp.path().join("s.toml")).expect("script");
     let env = Environment::from_script(&script.environment);
@@ -230,14 +263,72 @@ fn memory_child() {
             )
         })
         .collect();
-    let relaxed = pool.map(&fns.generate_relax, args).expect("relaxations");
+    let relaxed = pool
+        .map(&fns.generate_relax, args.clone())
+        .expect("relaxations");
     assert!(relaxed.iter().all(|(_, r)| matches!(r, Some(Ok(_)))));
     let workers: Vec<f64> = pool.worker_pids().into_iter().map(peak_mb).collect();
     let coordinator = peak_mb(std::process::id());
+    // What crosses the sockets, per message (MessagePack, as the pool sends it).
+    // The evaluator's task: a single point and one BFGS step of a relaxed candidate.
+    let calculator = pool
+        .add_module("calculator", CalculatorModule::new(CalculatorSpec::Emt))
+        .expect("calculator");
+    let candidate = match &relaxed[0] {
+        (Ok(c), Some(Ok(o))) => Atoms {
+            positions: o.atoms.positions.clone(),
+            ..c.atoms.clone()
+        },
+        _ => unreachable!("checked above"),
+    };
+    let evaluate_in = (
+        calculator.link(),
+        candidate,
+        RelaxRequest::new(Default::default(), 0.05, 1)
+            .with_confinement(env.box_constraint())
+            .with_trajectory(true),
+    );
+    let evaluate_out = pool
+        .map(&fns.evaluate_relax, [evaluate_in.clone()])
+        .expect("evaluation")
+        .remove(0);
+    let starts = model.handle().lock().surrogate.search_starts(1);
+    let unit_in = (model.link(), starts[0], 500usize);
+    let unit_out = training_outcome(&pool, &model, starts[0]);
     println!(
         "{}",
-        serde_json::json!({ "coordinator": coordinator, "workers": workers })
+        serde_json::json!({
+            "coordinator": coordinator,
+            "workers": workers,
+            "relax_task_in_bytes": encoded_len(&args[0]),
+            "relax_task_out_bytes": encoded_len(&relaxed[0]),
+            "evaluate_task_in_bytes": encoded_len(&evaluate_in),
+            "evaluate_task_out_bytes": encoded_len(&evaluate_out),
+            "search_task_in_bytes": encoded_len(&unit_in),
+            "search_task_out_bytes": encoded_len(&unit_out),
+            "state_sync_bytes_n500_w2": training.state_sync.bytes,
+        })
     );
+}
+
+/// The outcome of one search unit from `start` (run on the pool).
+fn training_outcome(
+    pool: &Pool,
+    model: &PooledSurrogate<GprModel>,
+    start: [f64; 6],
+) -> agox::models::gpr::StartOutcome {
+    let rows = model.handle().lock().surrogate.n_rows();
+    pool.map(
+        &tasks::handles().gpr.run_start,
+        [(model.link(), start, rows)],
+    )
+    .expect("search unit")
+    .remove(0)
+}
+
+/// A value's size as the pool sends it (MessagePack).
+fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+    rmp_serde::to_vec(v).map_or(0, |v| v.len())
 }
 
 /// Runs [`memory_child`] in a fresh process of this program.
@@ -338,15 +429,17 @@ fn main() {
 
     if part("gofee") {
         // GOFEE at AGOX's measured settings.
-        let (mut gofee_ms, mut gofee_steps) = (Vec::new(), Vec::new());
+        let (mut gofee_ms, mut gofee_steps, mut gofee_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..reps {
-            let (ms, steps) = gofee_run(out(), 1 + rep as u64);
+            let (ms, steps, cpu) = gofee_run(out(), 1 + rep as u64);
             gofee_ms.push(ms);
             gofee_steps.push(steps);
+            gofee_cpu.push(cpu);
         }
         put("gofee_iter_ms_w2", median(gofee_ms.clone()).into());
         put("gofee_iter_ms_w2_runs", gofee_ms.into());
         put("gofee_surrogate_steps_per_iter", median(gofee_steps).into());
+        put("gofee_cpu_ms_per_iter_w2", median(gofee_cpu).into());
         put("agox_gofee_iter_ms_w2", serde_json::json!([2200, 2600]));
     }
 

@@ -366,3 +366,20 @@ fn resumed_gofee_run_gives_the_database_of_an_uninterrupted_one() {
     );
     assert_eq!(read(&killed_out), read(&full_out));
 }
+
+#[test]
+fn gofee_relaxes_only_once_the_model_is_trained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s.toml");
+    let text = script_text(2, 8).replace("steps = 40", "steps = 40\nstart_iteration = 0");
+    std::fs::write(&path, text).unwrap();
+    let mut script = Script::load(&path).unwrap();
+    assert_eq!(script.relax.as_ref().unwrap().start_iteration, 0);
+    script.search.output = tmp.path().join("out");
+    let mut search = Search::new(script, pool(0)).unwrap();
+    // Iteration 0 has no model to relax in: its candidates are evaluated as made.
+    let first = search.run_iteration().unwrap();
+    assert_eq!(first.relaxed, 0);
+    let second = search.run_iteration().unwrap();
+    assert!(second.relaxed > 0);
+}

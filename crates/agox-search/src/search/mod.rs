@@ -561,7 +561,7 @@ impl Search {
         let relax = self
             .postprocess
             .as_ref()
-            .filter(|p| p.active(iteration))
+            .filter(|_| self.relaxes(iteration))
             .map(|p| (p.model().clone(), p.request().clone()));
         let args: Vec<PipelineArgs> = self
             .collector
@@ -570,6 +570,16 @@ impl Search {
             .map(|r| (r, relax.clone()))
             .collect();
         self.pool.submit_all(&self.generate_relax, args)
+    }
+
+    /// Whether iteration `iteration`'s candidates are relaxed: from
+    /// `[relax] start_iteration` on, and in a surrogate's acquisition only once the
+    /// model is trained (before, there is nothing to relax in).
+    fn relaxes(&self, iteration: u64) -> bool {
+        self.postprocess
+            .as_ref()
+            .is_some_and(|p| p.active(iteration))
+            && self.model.as_ref().is_none_or(ModelStage::is_trained)
     }
 
     /// Writes `run.json`: the resolved settings with the run's actual seed, so that
@@ -701,10 +711,7 @@ impl Search {
         if lookahead && iteration + 1 < self.iterations() {
             self.lookahead = Some((iteration + 1, self.submit_candidates(iteration + 1)?));
         }
-        let relax_active = self
-            .postprocess
-            .as_ref()
-            .is_some_and(|p| p.active(iteration));
+        let relax_active = self.relaxes(iteration);
         let drops_unmoved = self.script.search.algorithm.drops_unmoved();
         let mut relaxed = Relaxed::default();
         let mut generated = 0;
@@ -1041,8 +1048,10 @@ impl Search {
         }
     }
 
-    /// Writes `summary.json` and returns the summary.
+    /// Waits for any candidates of a later iteration already submitted (so no task
+    /// is left running on a worker), writes `summary.json` and returns the summary.
     pub fn finish(&mut self, interrupted: bool) -> Result<Summary, SearchError> {
+        self.drain_lookahead();
         let summary = self.summary(interrupted);
         self.outputs.write_json(SUMMARY_FILE, &summary)?;
         Ok(summary)
