@@ -10,12 +10,13 @@ test:
     cargo test --workspace
 
 # The pool (with the machine's own socket floor, measured in the same run), atoms,
-# search and model benchmarks, each one JSON line.
+# search, model and socket-calculator benchmarks, each one JSON line.
 bench:
     cargo run --release --example bench_pool -- --workers 2
     cargo run --release --example bench_atoms
     cargo run --release --example bench_search
     cargo run --release --example bench_models
+    cargo run --release --example bench_calc
 
 # Exactly what CI runs.
 ci:

@@ -2,6 +2,8 @@
 
 /// Structures, potentials, optimizers and extxyz (`agox-atoms`).
 pub use agox_atoms as atoms;
+/// External calculators over the i-PI socket protocol (`agox-ipi`).
+pub use agox_ipi as ipi;
 /// GOFEE's surrogate: Fingerprint, prior, Gaussian process, LCB, k-means (`agox-models`).
 pub use agox_models as models;
 /// The worker pool (`agox-pool`).

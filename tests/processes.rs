@@ -40,6 +40,14 @@ fn registry(extra: bool) -> Registry {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(ms)
     });
+    r.function("bytes", |_: &TaskContext, n: usize| {
+        Ok::<_, TaskError>(serde_bytes::ByteBuf::from(vec![7u8; n]))
+    });
+    r.function("data_limit", |_: &TaskContext, ()| {
+        let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_DATA)
+            .map_err(|e| TaskError::from(e.to_string()))?;
+        Ok::<_, TaskError>(soft)
+    });
     if extra {
         r.function("extra", |_: &TaskContext, ()| Ok::<_, TaskError>(()));
     }
@@ -200,6 +208,25 @@ fn peer_of_another_user_is_refused() -> Result<(), String> {
     Ok(())
 }
 
+/// Exec'd workers get the memory limit too (set between fork and exec).
+fn exec_workers_get_the_memory_limit() -> Result<(), String> {
+    let cfg = PoolConfig {
+        launcher: Launcher::Command {
+            program: exe(),
+            args: vec![],
+        },
+        worker_memory_mb: Some(768),
+        ..PoolConfig::with_workers(2)
+    };
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
+    let limit = agox::pool::FnHandle::<(), u64>::new("data_limit");
+    let limits = pool.broadcast(&limit, &()).map_err(|e| e.to_string())?;
+    if limits != vec![768 << 20; 2] {
+        return Err(format!("workers' RLIMIT_DATA: {limits:?}"));
+    }
+    Ok(())
+}
+
 /// The driver process is SIGKILLed: its workers exit and the socket directory goes.
 fn killed_driver_leaves_nothing(mode: &str) -> Result<(), String> {
     let mut child = Command::new(exe())
@@ -219,6 +246,10 @@ fn killed_driver_leaves_nothing(mode: &str) -> Result<(), String> {
     if pids.len() != 2 || pids.iter().any(|p| !alive(*p)) {
         return Err(format!("driver reported {line:?}"));
     }
+    if mode.ends_with("busy") {
+        // Workers are in the middle of writing answers when the driver dies.
+        std::thread::sleep(Duration::from_millis(200));
+    }
     child.kill().map_err(|e| e.to_string())?; // SIGKILL
     child.wait().map_err(|e| e.to_string())?;
     for pid in &pids {
@@ -236,10 +267,11 @@ fn killed_driver_leaves_nothing(mode: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Child mode: start a pool, report, then run a long task until killed.
+/// Child mode: start a pool, report, then run a long task until killed (or, in a
+/// `busy` mode, stream tasks with large answers until killed).
 fn driver(mode: &str) -> ! {
     let mut cfg = PoolConfig::with_workers(2);
-    if mode == "exec" {
+    if mode.starts_with("exec") {
         cfg.launcher = Launcher::Command {
             program: exe(),
             args: vec![],
@@ -254,6 +286,12 @@ fn driver(mode: &str) -> ! {
     };
     let pids: Vec<String> = pool.worker_pids().iter().map(|p| p.to_string()).collect();
     println!("{} {}", pool.address().unwrap_or_default(), pids.join(" "));
+    if mode.ends_with("busy") {
+        let bytes = agox::pool::FnHandle::<usize, serde_bytes::ByteBuf>::new("bytes");
+        loop {
+            let _ = pool.map(&bytes, vec![256 << 10; 64]);
+        }
+    }
     let sleep = agox::pool::FnHandle::<u64, u64>::new("sleep");
     // Workers are busy in a long task when the driver dies.
     let _ = pool.map(&sleep, [60_000u64, 60_000]);
@@ -307,6 +345,18 @@ fn main() {
         ("killed_driver_leaves_nothing (exec)", || {
             killed_driver_leaves_nothing("exec")
         }),
+        // Workers that are answering when the driver dies leave through a failed
+        // write or read, not an orderly end of stream: they clean up all the same.
+        ("killed_busy_driver_leaves_nothing (exec), 5 runs", || {
+            (0..5).try_for_each(|_| killed_driver_leaves_nothing("exec-busy"))
+        }),
+        ("killed_busy_driver_leaves_nothing (fork)", || {
+            killed_driver_leaves_nothing("fork-busy")
+        }),
+        (
+            "exec_workers_get_the_memory_limit",
+            exec_workers_get_the_memory_limit,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {

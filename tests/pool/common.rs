@@ -1,7 +1,8 @@
 //! A registry of test modules and functions shared by every pool test.
 
 use agox::pool::{
-    dynamic_attributes, FnHandle, Link, Module, Pool, PoolConfig, Registry, TaskContext, TaskError,
+    dynamic_attributes, EventSink, FnHandle, Link, Module, Pool, PoolConfig, PoolEvent, Registry,
+    TaskContext, TaskError,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,10 @@ pub struct Fns {
     pub panic: FnHandle<u64, u64>,
     pub die: FnHandle<u64, u64>,
     pub die_once: FnHandle<(String, u64), u64>,
+    pub die_after: FnHandle<(String, u64), u64>,
+    pub slow_random: FnHandle<(u64, u32), Vec<f64>>,
+    pub alloc_mb: FnHandle<u64, u64>,
+    pub data_limit: FnHandle<(), u64>,
     pub incr: FnHandle<Link<Counter>, u64>,
     pub read: FnHandle<Link<Counter>, u64>,
     pub pid: FnHandle<(), u32>,
@@ -175,6 +180,34 @@ pub fn registry() -> (Registry, Fns) {
                 Ok(x + 1)
             },
         ),
+        die_after: r.function(
+            "die_after",
+            |_: &TaskContext, (marker, ms): (String, u64)| -> Result<u64, TaskError> {
+                // The first run sleeps, then kills its own worker; the retry returns.
+                if std::fs::create_dir(&marker).is_ok() {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    // SAFETY: the test wants this worker process gone, abruptly.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+                Ok(ms)
+            },
+        ),
+        slow_random: r.function("slow_random", |ctx: &TaskContext, (ms, n): (u64, u32)| {
+            std::thread::sleep(Duration::from_millis(ms));
+            let mut rng = ctx.rng();
+            Ok::<_, TaskError>((0..n).map(|_| rng.gen::<f64>()).collect())
+        }),
+        alloc_mb: r.function("alloc_mb", |_: &TaskContext, mb: u64| {
+            // Touch every page, so the memory is really taken.
+            let v = vec![1u8; (mb as usize) << 20];
+            Ok::<_, TaskError>(v.iter().step_by(4096).map(|&b| u64::from(b)).sum())
+        }),
+        data_limit: r.function("data_limit", |_: &TaskContext, ()| {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_DATA)
+                    .map_err(|e| TaskError::from(e.to_string()))?;
+            Ok::<_, TaskError>(soft)
+        }),
         incr: r.function("incr", |ctx: &TaskContext, c: Link<Counter>| {
             let mut c = ctx.module(&c)?;
             c.count += 1;
@@ -203,6 +236,45 @@ pub fn pool(workers: usize) -> (Pool, Fns) {
 pub fn pool_with(cfg: PoolConfig) -> (Pool, Fns) {
     let (r, f) = registry();
     (Pool::start(r, cfg).expect("pool starts"), f)
+}
+
+/// A pool whose events are collected.
+pub fn pool_with_events(cfg: PoolConfig) -> (Pool, Fns, Events) {
+    let (sink, rx) = EventSink::channel();
+    let (pool, f) = pool_with(cfg.events(sink));
+    (pool, f, Events::new(rx))
+}
+
+/// The events a pool emitted, gathered as they are asked for.
+pub struct Events {
+    rx: crossbeam_channel::Receiver<PoolEvent>,
+    seen: Vec<PoolEvent>,
+}
+
+impl Events {
+    /// Events arriving on `rx`.
+    pub fn new(rx: crossbeam_channel::Receiver<PoolEvent>) -> Self {
+        Events {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Every event so far.
+    pub fn all(&mut self) -> &[PoolEvent] {
+        self.seen.extend(self.rx.try_iter());
+        &self.seen
+    }
+
+    /// How many events so far match.
+    pub fn count(&mut self, pred: impl Fn(&PoolEvent) -> bool) -> usize {
+        self.all().iter().filter(|e| pred(e)).count()
+    }
+}
+
+/// A temporary directory path for a "die once" marker.
+pub fn marker(dir: &tempfile::TempDir, name: &str) -> String {
+    dir.path().join(name).to_string_lossy().into_owned()
 }
 
 pub use crate::proc::{eventually, process_alive};

@@ -1,7 +1,9 @@
 //! Errors, panics, killed workers, timeouts.
 
-use crate::common::{pool, pool_with, process_alive, Model};
-use agox::pool::{PoolConfig, PoolError, TaskFailure, WorkerName};
+use crate::common::{pool, pool_with, pool_with_events, process_alive, Model};
+use agox::pool::{
+    LossCause, PoolConfig, PoolError, PoolEvent, TaskFailure, WorkerExit, WorkerName,
+};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -112,42 +114,186 @@ fn task_killing_its_worker_is_retried_then_succeeds() {
 fn task_that_always_kills_its_worker_fails_after_the_retry_budget() {
     let mut cfg = PoolConfig::with_workers(2);
     cfg.max_retries = 2;
-    let (pool, f) = pool_with(cfg);
+    let (pool, f, mut events) = pool_with_events(cfg);
     let err = pool.map(&f.die, [0u64]).unwrap_err();
-    match err {
+    assert!(err.is_worker_lost() && err.is_fault() && !err.is_task_error());
+    match &err {
         PoolError::WorkerLost {
-            function, attempts, ..
+            function,
+            attempts,
+            index,
+            fate,
+            ..
         } => {
             assert_eq!(function, "die");
-            assert_eq!(attempts, 3);
+            assert_eq!(*attempts, 3);
+            assert_eq!(*index, 0);
+            assert!(fate.contains("killed by signal 9 (SIGKILL)"), "{fate}");
         }
         other => panic!("unexpected {other}"),
     }
+    // The message names the function, the task and the last worker's fate.
+    let text = err.to_string();
+    assert!(
+        text.contains("task 0 of 'die'") && text.contains("SIGKILL"),
+        "{text}"
+    );
     assert_eq!(pool.stats().total_restarts(), 3);
+    assert_eq!(pool.stats().abandoned, 1);
     assert_eq!(pool.map(&f.square, [5u64, 6]).unwrap(), vec![25, 36]);
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::TaskRetried { function, .. } if function == "die")),
+        2
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::TaskAbandoned { .. })),
+        1
+    );
+    assert_eq!(
+        events.count(|e| matches!(
+            e,
+            PoolEvent::WorkerLost {
+                cause: LossCause::ConnectionClosed,
+                exit: Some(WorkerExit::Signal(9)),
+                ..
+            }
+        )),
+        3
+    );
 }
 
+/// A timed-out task is a worker fault: the worker is killed and replaced and the
+/// task retried, and it fails with `Timeout` once its retries are spent.
 #[test]
-fn hung_task_times_out_and_the_pool_recovers() {
-    let (pool, f) = pool_with(PoolConfig::with_workers(2).task_timeout(Duration::from_millis(300)));
+fn hung_task_is_retried_then_times_out_and_the_pool_recovers() {
+    let mut cfg = PoolConfig::with_workers(2).task_timeout(Duration::from_millis(300));
+    cfg.max_retries = 1;
+    let (pool, f, mut events) = pool_with_events(cfg);
     let before = pool.worker_pids();
     let t0 = Instant::now();
     let results = pool.map_results(&f.sleep_ms, [10_000u64, 10]).unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     let e = results[0].as_ref().unwrap_err();
     assert!(e.is_timeout(), "{e}");
+    assert!(matches!(e, PoolError::Timeout { attempts: 2, .. }), "{e:?}");
     assert!(e.to_string().contains("timed out"), "{e}");
     assert_eq!(results[1].as_ref().unwrap().0, 10);
     let after = pool.worker_pids();
     assert_ne!(before, after, "the hung worker was not replaced");
-    assert_eq!(pool.stats().timeouts, 1);
-    assert!(pool.stats().losses[0].reason.contains("timed out"));
+    let stats = pool.stats();
+    assert_eq!(stats.timeouts, 2, "{stats:?}");
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert!(stats.losses[0].reason.contains("timed out"), "{stats:?}");
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::TaskTimedOut { .. })),
+        2
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::TaskRetried { .. })),
+        1
+    );
     assert_eq!(pool.map(&f.square, [7u64]).unwrap(), vec![49]);
     for pid in before.iter().filter(|p| !after.contains(p)) {
         assert!(crate::common::eventually(Duration::from_secs(2), || {
             !process_alive(*pid)
         }));
     }
+}
+
+/// A stopped worker (SIGSTOP) holding tasks: its task times out, it is killed and
+/// replaced, the task is retried, and the results are those of an undisturbed run.
+#[test]
+fn sigstopped_worker_is_replaced_and_results_are_identical() {
+    let args: Vec<(u64, u32)> = (0..16).map(|i| (20, 3 + i % 4)).collect();
+    let reference = {
+        let (pool, f) = pool(2);
+        pool.map(&f.slow_random, args.clone()).unwrap()
+    };
+    let cfg = PoolConfig::with_workers(2)
+        .seed(7)
+        .task_timeout(Duration::from_millis(400));
+    let (pool, f, mut events) = pool_with_events(cfg);
+    let victim = pool.worker_pids()[0];
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: stopping a worker process of this test.
+        unsafe { libc::kill(victim as i32, libc::SIGSTOP) };
+    });
+    let out = pool.map(&f.slow_random, args).unwrap();
+    stopper.join().unwrap();
+    assert_eq!(out, reference);
+    assert!(events.count(|e| matches!(e, PoolEvent::TaskTimedOut { worker: 0, .. })) >= 1);
+    assert_eq!(
+        events.count(|e| matches!(
+            e,
+            PoolEvent::WorkerLost { pid, cause: LossCause::TaskTimeout { .. }, .. } if *pid == victim
+        )),
+        1
+    );
+    assert!(crate::common::eventually(Duration::from_secs(2), || {
+        !process_alive(victim)
+    }));
+}
+
+/// A stopped worker that runs nothing would leave a synchronization waiting for
+/// its acknowledgement forever: with a task timeout it is found unresponsive,
+/// replaced, and the replacement receives the new values.
+#[test]
+fn stopped_idle_worker_does_not_hang_a_synchronization() {
+    let cfg = PoolConfig::with_workers(2)
+        .seed(7)
+        .task_timeout(Duration::from_millis(300));
+    let (pool, f, mut events) = pool_with_events(cfg);
+    let m = pool
+        .add_module("model", Model::new(vec![1.0], 0.0))
+        .unwrap();
+    let victim = pool.worker_pids()[1];
+    // SAFETY: stopping a worker process of this test.
+    unsafe { libc::kill(victim as i32, libc::SIGSTOP) };
+    m.lock().weights = vec![4.0];
+    let t0 = Instant::now();
+    let r = pool.synchronize().unwrap();
+    assert_eq!(r.attributes, 1);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    for v in pool.broadcast(&f.predict, &(m.link(), 1.0)).unwrap() {
+        assert_eq!(v, 4.0);
+    }
+    assert_eq!(
+        events.count(|e| matches!(
+            e,
+            PoolEvent::WorkerLost { cause: LossCause::Unresponsive { .. }, pid, .. } if *pid == victim
+        )),
+        1
+    );
+}
+
+/// `worker_memory_mb` limits every worker; an allocation beyond it aborts the
+/// worker, the task fails naming the signal and the limit, and the worker is
+/// replaced.
+#[test]
+fn allocation_beyond_the_worker_memory_limit_fails_the_task_and_replaces_the_worker() {
+    let mut cfg = PoolConfig::with_workers(1).seed(7);
+    cfg.worker_memory_mb = Some(512);
+    cfg.max_retries = 0;
+    let (pool, f, mut events) = pool_with_events(cfg);
+    assert_eq!(pool.run_on(0, &f.data_limit, &()).unwrap(), 512 << 20);
+    assert_eq!(pool.map(&f.alloc_mb, [16u64]).unwrap(), vec![4096]);
+    let err = pool.map(&f.alloc_mb, [2048u64]).unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_worker_lost(), "{text}");
+    assert!(
+        text.contains("task 0 of 'alloc_mb'")
+            && text.contains("SIGABRT")
+            && text.contains("512 MiB"),
+        "{text}"
+    );
+    assert_eq!(pool.map(&f.alloc_mb, [16u64]).unwrap(), vec![4096]);
+    assert_eq!(pool.stats().total_restarts(), 1);
+    // The worker at start, then its replacement.
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::WorkerReady { .. })),
+        2
+    );
 }
 
 #[test]

@@ -8,5 +8,7 @@ mod faults;
 mod lifecycle;
 #[path = "../support/proc.rs"]
 mod proc;
+mod recovery;
 mod scheduling;
 mod state;
+mod strangers;

@@ -39,6 +39,44 @@ pub enum CalcError {
         /// What is wrong.
         message: String,
     },
+    /// A calculator running in another process (an i-PI client) failed this
+    /// evaluation.
+    #[error("{calculator}: {message}")]
+    External {
+        /// Calculator name.
+        calculator: &'static str,
+        /// How it failed, which decides whether retrying the structure can help.
+        kind: ExternalFailure,
+        /// What happened, ending with the external program's last output.
+        message: String,
+    },
+}
+
+/// How an external calculator failed an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExternalFailure {
+    /// It could not be started or did not connect, within its restart budget.
+    Start,
+    /// It was killed by a signal during the evaluation (a crash, the out-of-memory
+    /// killer, a SIGKILL): the structure is not to blame, and retrying it on the
+    /// restarted program is expected to work.
+    Killed,
+    /// It ended the evaluation itself, exiting or closing the connection, as a
+    /// program does after reporting an error (an SCF that did not converge): the
+    /// structure failed.
+    Failed,
+    /// The evaluation exceeded its time limit; the program was killed.
+    TimedOut,
+    /// It broke the protocol or returned numbers that are not finite.
+    Protocol,
+}
+
+impl ExternalFailure {
+    /// True when the same structure may succeed if evaluated again: only after a
+    /// crash that the structure did not cause ([`ExternalFailure::Killed`]).
+    pub fn is_retryable(self) -> bool {
+        self == ExternalFailure::Killed
+    }
 }
 
 /// A potential: energy and forces (and stress where defined) of a structure.

@@ -17,4 +17,4 @@ pub mod neighbors;
 pub mod optimize;
 
 pub use atoms::{Atoms, InfoValue};
-pub use calc::{CalcError, Calculator, Evaluation};
+pub use calc::{CalcError, Calculator, Evaluation, ExternalFailure};

@@ -1,6 +1,7 @@
 //! Pool configuration: plain, validated data, turned into a live pool by
 //! [`Pool::start`](crate::Pool::start).
 
+use crate::events::EventSink;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,10 +31,20 @@ pub struct PoolConfig {
     pub workers: usize,
     /// Seed from which every task's seed is derived.
     pub seed: u64,
-    /// How many times a task whose worker died is started again before it fails.
+    /// How many times a task whose worker died (or timed out) is started again
+    /// before it fails.
     pub max_retries: u32,
-    /// Longest a task may run before its worker is killed and the task fails.
+    /// Longest a task may run before its worker is killed and replaced; the task is
+    /// then retried like one whose worker died, and fails with
+    /// [`PoolError::Timeout`](crate::PoolError::Timeout) once its retries are spent.
+    /// Also the longest a worker may stay silent while it owes an acknowledgement.
     pub task_timeout: Option<Duration>,
+    /// Most memory one worker may allocate (MiB), enforced by the kernel
+    /// (`RLIMIT_DATA`) on every worker, forked or executed. A forked worker starts
+    /// with the driver's data already counted. An allocation beyond it aborts the
+    /// worker: its task fails (after its retries) naming the signal, and the worker
+    /// is replaced.
+    pub worker_memory_mb: Option<u64>,
     /// Largest frame accepted in either direction (bytes).
     pub max_frame: usize,
     /// How workers are created.
@@ -45,8 +56,17 @@ pub struct PoolConfig {
     pub max_window: usize,
     /// How long a starting worker may take to connect and greet.
     pub connect_timeout: Duration,
-    /// How many times one worker slot may be replaced.
+    /// How long any connection may take to send its greeting before it is refused
+    /// (the coordinator never waits for it: this bounds how long it is kept).
+    pub handshake_timeout: Duration,
+    /// How many replacements in a row one worker slot may need before one of them
+    /// becomes ready (greets and acknowledges its replayed state). Replacements after
+    /// the first of a row wait 10 ms, 20 ms, ... (at most 1 s). Beyond this budget
+    /// the pool is broken ([`PoolError::Broken`](crate::PoolError::Broken)).
     pub max_restarts: u32,
+    /// Where pool events go (worker lost, replaced, task retried, stranger
+    /// refused, ...); none by default.
+    pub events: Option<EventSink>,
 }
 
 impl Default for PoolConfig {
@@ -61,7 +81,10 @@ impl Default for PoolConfig {
             socket_base: None,
             max_window: 128,
             connect_timeout: Duration::from_secs(20),
-            max_restarts: 16,
+            handshake_timeout: Duration::from_secs(5),
+            max_restarts: 8,
+            worker_memory_mb: None,
+            events: None,
         }
     }
 }
@@ -87,6 +110,12 @@ impl PoolConfig {
         self
     }
 
+    /// Sends pool events to `sink`.
+    pub fn events(mut self, sink: EventSink) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
     /// Checks the values make sense together.
     pub fn validate(&self) -> Result<(), String> {
         if self.workers > 4096 {
@@ -106,6 +135,19 @@ impl PoolConfig {
         }
         if self.max_window == 0 {
             return Err("max_window must be at least 1".into());
+        }
+        if let Some(mb) = self.worker_memory_mb {
+            if mb < 16 {
+                return Err(format!(
+                    "worker_memory_mb = {mb} is below 16 MiB, too little to start a worker"
+                ));
+            }
+            if mb > u64::MAX >> 20 {
+                return Err(format!("worker_memory_mb = {mb} is too large"));
+            }
+        }
+        if self.task_timeout.is_some_and(|t| t.is_zero()) {
+            return Err("task_timeout must be longer than zero".into());
         }
         Ok(())
     }

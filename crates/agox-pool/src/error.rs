@@ -48,8 +48,9 @@ pub enum PoolError {
         /// The message (with the panic location for panics).
         message: String,
     },
-    /// The worker running a task died, more times than the retry budget allows.
-    #[error("task {index} of '{function}' lost: worker {worker} died {attempts} time(s) while running it")]
+    /// The worker running a task was lost as many times as the retry budget allows
+    /// (or the task was pinned to a worker that was lost).
+    #[error("task {index} of '{function}' lost after {attempts} attempt(s); last: worker {worker} {fate}")]
     WorkerLost {
         /// The function.
         function: String,
@@ -59,18 +60,24 @@ pub enum PoolError {
         worker: u32,
         /// How many times it was started.
         attempts: u32,
+        /// What happened to that worker (`(pid 4242): connection closed, killed by
+        /// signal 9 (SIGKILL)`).
+        fate: String,
     },
-    /// A task ran past its timeout; its worker was killed and replaced.
-    #[error("task {index} of '{function}' timed out after {after:?} on worker {worker}")]
+    /// A task ran past its timeout on every attempt the retry budget allows; each
+    /// time its worker was killed and replaced.
+    #[error("task {index} of '{function}' timed out after {after:?} on worker {worker} ({attempts} attempt(s))")]
     Timeout {
         /// The function.
         function: String,
         /// The task's index in its call.
         index: usize,
-        /// The worker that was killed.
+        /// The worker that was killed last.
         worker: u32,
         /// The timeout.
         after: Duration,
+        /// How many times it was started.
+        attempts: u32,
     },
     /// A module operation failed on a worker (unknown type, bad state, ...).
     #[error("module '{key}' on worker {worker}: {message}")]
@@ -98,9 +105,14 @@ pub enum PoolError {
         /// The codec's message.
         message: String,
     },
-    /// Every worker slot has exhausted its restart budget.
-    #[error("no live workers left ({0})")]
-    NoWorkers(String),
+    /// The pool cannot keep its worker count (a slot's replacements keep failing,
+    /// the fork server is gone, a replacement cannot take the pool's state). Every
+    /// call fails with this from then on; drop the pool and start another.
+    #[error("the pool is broken: {reason}")]
+    Broken {
+        /// Why, naming the slot and what happened to it.
+        reason: String,
+    },
     /// A worker index outside the pool.
     #[error("no worker {worker} (pool of {size})")]
     NoSuchWorker {
@@ -185,6 +197,21 @@ impl PoolError {
     /// True for a task lost with its worker beyond the retry budget.
     pub fn is_worker_lost(&self) -> bool {
         matches!(self, PoolError::WorkerLost { .. })
+    }
+    /// True when the pool cannot keep its worker count and is unusable.
+    pub fn is_broken(&self) -> bool {
+        matches!(self, PoolError::Broken { .. })
+    }
+    /// True for a task's own failure: its function returned an error, panicked, was
+    /// not registered or got arguments it could not decode. Retrying it on another
+    /// worker gives the same answer.
+    pub fn is_task_error(&self) -> bool {
+        matches!(self, PoolError::Task { .. })
+    }
+    /// True for a failure of the machinery rather than of the task's code: a worker
+    /// lost or timed out beyond the retry budget, or a broken pool.
+    pub fn is_fault(&self) -> bool {
+        self.is_worker_lost() || self.is_timeout() || self.is_broken()
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

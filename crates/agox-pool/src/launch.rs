@@ -18,17 +18,30 @@
 //! server. The fork server's request socket reaches end-of-stream when the driver
 //! exits or is killed; it then kills and reaps every worker, removes the socket
 //! directory and exits. Dropping the pool asks it to do the same and reaps it.
+//!
+//! ## Exits, at once
+//! The coordinator learns that a worker ended as soon as its parent does: the fork
+//! server waits for SIGCHLD on a `signalfd` and reports each reaped child
+//! (`ForkReply::Exited`, with its status); for exec'd workers the coordinator is the
+//! parent and polls a `pidfd` per child. A replacement that dies before greeting is
+//! therefore noticed in microseconds, not after the connect timeout.
 
+use crate::events::WorkerExit;
 use crate::registry::Registry;
 use crate::transport;
 use crate::worker::{self, WorkerIdentity};
-use agox_wire::{read_frame, write_frame, ForkReply, ForkRequest};
-use nix::sys::signal::{kill, signal, SigHandler, Signal};
+use agox_wire::{
+    decode, encode_frame, read_frame, write_frame, ForkReply, ForkRequest, FrameReader,
+};
+use nix::sys::signal::{kill, signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -50,6 +63,26 @@ pub(crate) struct LaunchInfo {
     pub token: String,
     pub max_frame: usize,
     pub socket_dir: PathBuf,
+    /// `RLIMIT_DATA` for every worker (bytes).
+    pub memory_limit: Option<u64>,
+}
+
+/// Why a worker could not be launched.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// The launcher itself is gone (the fork server died): no worker can be
+    /// launched any more.
+    Gone(String),
+    /// This launch failed (fork or exec refused); another may succeed.
+    Failed(String),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Gone(m) | SpawnError::Failed(m) => f.write_str(m),
+        }
+    }
 }
 
 pub(crate) enum Launcher {
@@ -59,14 +92,16 @@ pub(crate) enum Launcher {
 
 impl Launcher {
     /// Starts one worker for `worker_id`; returns its pid.
-    pub fn spawn(&mut self, worker_id: u32) -> io::Result<u32> {
+    pub fn spawn(&mut self, worker_id: u32) -> Result<u32, SpawnError> {
         match self {
             Launcher::Fork(f) => f.spawn(worker_id),
-            Launcher::Exec(e) => e.spawn(worker_id),
+            Launcher::Exec(e) => e
+                .spawn(worker_id)
+                .map_err(|e| SpawnError::Failed(e.to_string())),
         }
     }
 
-    /// Kills a worker (SIGKILL).
+    /// Kills a worker (SIGKILL). Its exit is reported like any other.
     pub fn kill(&mut self, pid: u32) {
         match self {
             Launcher::Fork(f) => f.kill(pid),
@@ -81,12 +116,127 @@ impl Launcher {
             Launcher::Exec(e) => e.shutdown(grace),
         }
     }
+
+    /// Calls `f` with each descriptor that becomes readable when a worker exits
+    /// (or the launcher goes). No allocation: this runs every turn of the loop.
+    pub fn each_poll_fd(&self, mut f: impl FnMut(RawFd)) {
+        match self {
+            Launcher::Fork(server) => f(server.sock.as_raw_fd()),
+            Launcher::Exec(e) => e
+                .children
+                .iter()
+                .filter_map(|c| c.pidfd.as_ref().map(AsRawFd::as_raw_fd))
+                .for_each(f),
+        }
+    }
+
+    /// True when exits can only be found by asking (no pidfd): the event loop then
+    /// wakes up often while a worker is starting.
+    pub fn needs_polling(&self) -> bool {
+        match self {
+            Launcher::Fork(_) => false,
+            Launcher::Exec(e) => e.children.iter().any(|c| c.pidfd.is_none()),
+        }
+    }
+
+    /// Gathers the exits that happened since the last call, without waiting.
+    pub fn collect(&mut self) {
+        match self {
+            Launcher::Fork(f) => f.pump(),
+            Launcher::Exec(e) => e.collect(),
+        }
+    }
+
+    /// Whether exits were gathered and not taken yet.
+    pub fn has_exits(&self) -> bool {
+        match self {
+            Launcher::Fork(f) => !f.exits.is_empty(),
+            Launcher::Exec(e) => !e.exits.is_empty(),
+        }
+    }
+
+    /// Exits gathered so far, oldest first.
+    pub fn take_exits(&mut self) -> Vec<(u32, WorkerExit)> {
+        let exits = match self {
+            Launcher::Fork(f) => &mut f.exits,
+            Launcher::Exec(e) => &mut e.exits,
+        };
+        exits.drain(..).collect()
+    }
+
+    /// Waits up to `timeout` for worker `pid` to be reported ended, and takes its exit.
+    pub fn wait_exit(&mut self, pid: u32, timeout: Duration) -> Option<WorkerExit> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.collect();
+            let exits = match self {
+                Launcher::Fork(f) => &mut f.exits,
+                Launcher::Exec(e) => &mut e.exits,
+            };
+            if let Some(i) = exits.iter().position(|(p, _)| *p == pid) {
+                return exits.remove(i).map(|(_, e)| e);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.gone().is_some() {
+                return None;
+            }
+            let mut fds = Vec::new();
+            self.each_poll_fd(|fd| fds.push(fd));
+            let wait = if self.needs_polling() {
+                left.min(Duration::from_millis(1))
+            } else {
+                left
+            };
+            poll_readable(&fds, wait);
+        }
+    }
+
+    /// Why the launcher can launch no more workers, once that is so.
+    pub fn gone(&self) -> Option<&str> {
+        match self {
+            Launcher::Fork(f) => f.gone.as_deref(),
+            Launcher::Exec(_) => None,
+        }
+    }
 }
 
-/// The single-threaded process that forks workers.
+/// Waits until one of `fds` is readable, or `timeout` passes.
+fn poll_readable(fds: &[RawFd], timeout: Duration) {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: a valid array of pollfd of the given length.
+    unsafe {
+        libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms.max(1));
+    }
+}
+
+fn exit_of(status: WaitStatus) -> Option<(u32, WorkerExit)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid.as_raw() as u32, WorkerExit::Code(code))),
+        WaitStatus::Signaled(pid, sig, _) => {
+            Some((pid.as_raw() as u32, WorkerExit::Signal(sig as i32)))
+        }
+        _ => None,
+    }
+}
+
+/// The single-threaded process that forks workers, as the coordinator sees it.
 pub(crate) struct ForkServer {
     pid: Pid,
+    /// Non-blocking; readable when a reply or an exit report arrives.
     sock: UnixStream,
+    reader: FrameReader,
+    replies: VecDeque<ForkReply>,
+    exits: VecDeque<(u32, WorkerExit)>,
+    /// Set once the fork server is found gone, with what was seen.
+    gone: Option<String>,
     stopped: bool,
 }
 
@@ -126,9 +276,14 @@ impl ForkServer {
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Parent { child } => {
                 drop(child_end);
+                parent_end.set_nonblocking(true)?;
                 Ok(ForkServer {
                     pid: child,
                     sock: parent_end,
+                    reader: FrameReader::new(1 << 20),
+                    replies: VecDeque::new(),
+                    exits: VecDeque::new(),
+                    gone: None,
                     stopped: false,
                 })
             }
@@ -145,22 +300,133 @@ impl ForkServer {
         }
     }
 
+    /// Writes one request (the socket is non-blocking; requests are tiny).
     fn request(&mut self, req: &ForkRequest) -> io::Result<()> {
-        write_frame(&mut self.sock, req).map_err(io::Error::other)
+        let frame = encode_frame(req).map_err(io::Error::other)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut off = 0;
+        while off < frame.len() {
+            match (&self.sock).write(&frame[off..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() > deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "fork server not reading",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
-    fn spawn(&mut self, worker_id: u32) -> io::Result<u32> {
-        self.request(&ForkRequest::Spawn { worker_id })?;
-        match read_frame::<ForkReply, _>(&mut self.sock, 1 << 20) {
-            Ok(ForkReply::Spawned { pid, .. }) => Ok(pid),
-            Ok(ForkReply::SpawnFailed { message, .. }) => Err(io::Error::other(message)),
-            Ok(other) => Err(io::Error::other(format!("fork server answered {other:?}"))),
-            Err(e) => Err(io::Error::other(format!("fork server gone: {e}"))),
+    /// Reads whatever the fork server sent, without waiting: replies and exits.
+    fn pump(&mut self) {
+        if self.gone.is_some() {
+            return;
+        }
+        loop {
+            match self.reader.fill_from(&mut self.sock) {
+                Ok(0) => {
+                    self.gone = Some(format!("the fork server (pid {}) is gone", self.pid));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.gone = Some(format!(
+                        "the fork server (pid {}) is unreachable: {e}",
+                        self.pid
+                    ));
+                    break;
+                }
+            }
+        }
+        loop {
+            match self.reader.next_frame() {
+                Ok(Some(body)) => match decode::<ForkReply>(body) {
+                    Ok(ForkReply::Exited { pid, code, signal }) => {
+                        let exit = match (code, signal) {
+                            (_, Some(s)) => WorkerExit::Signal(s),
+                            (Some(c), None) => WorkerExit::Code(c),
+                            (None, None) => WorkerExit::Code(-1),
+                        };
+                        self.exits.push_back((pid, exit));
+                    }
+                    Ok(reply) => self.replies.push_back(reply),
+                    Err(e) => {
+                        self.gone = Some(format!("the fork server sent garbage: {e}"));
+                        return;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    self.gone = Some(format!("the fork server sent garbage: {e}"));
+                    return;
+                }
+            }
+        }
+        self.reader.shrink();
+    }
+
+    fn spawn(&mut self, worker_id: u32) -> Result<u32, SpawnError> {
+        if let Some(g) = &self.gone {
+            return Err(SpawnError::Gone(g.clone()));
+        }
+        if let Err(e) = self.request(&ForkRequest::Spawn { worker_id }) {
+            let why = format!(
+                "the fork server (pid {}) does not take requests: {e}",
+                self.pid
+            );
+            self.gone = Some(why.clone());
+            return Err(SpawnError::Gone(why));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.pump();
+            let mine = self.replies.iter().position(|r| {
+                matches!(r, ForkReply::Spawned { worker_id: w, .. } | ForkReply::SpawnFailed { worker_id: w, .. } if *w == worker_id)
+            });
+            if let Some(i) = mine {
+                return match self.replies.remove(i) {
+                    Some(ForkReply::Spawned { pid, .. }) => Ok(pid),
+                    Some(ForkReply::SpawnFailed { message, .. }) => {
+                        Err(SpawnError::Failed(message))
+                    }
+                    other => Err(SpawnError::Failed(format!(
+                        "fork server answered {other:?}"
+                    ))),
+                };
+            }
+            if let Some(g) = &self.gone {
+                return Err(SpawnError::Gone(g.clone()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let why = format!(
+                    "the fork server (pid {}) did not answer within 10 s",
+                    self.pid
+                );
+                self.gone = Some(why.clone());
+                return Err(SpawnError::Gone(why));
+            }
+            poll_readable(&[self.sock.as_raw_fd()], left);
         }
     }
 
     fn kill(&mut self, pid: u32) {
-        let _ = self.request(&ForkRequest::Kill { pid });
+        if self.request(&ForkRequest::Kill { pid }).is_err() && self.gone.is_none() {
+            self.gone = Some(format!(
+                "the fork server (pid {}) does not take requests",
+                self.pid
+            ));
+        }
     }
 
     fn shutdown(&mut self, grace: Duration) {
@@ -168,12 +434,17 @@ impl ForkServer {
             return;
         }
         self.stopped = true;
-        let _ = self.sock.set_read_timeout(Some(grace));
-        let polite = self.request(&ForkRequest::Shutdown).is_ok()
-            && matches!(
-                read_frame::<ForkReply, _>(&mut self.sock, 1 << 20),
-                Ok(ForkReply::Stopped)
-            );
+        let deadline = Instant::now() + grace;
+        let mut polite = self.gone.is_none() && self.request(&ForkRequest::Shutdown).is_ok();
+        while polite && !self.replies.iter().any(|r| matches!(r, ForkReply::Stopped)) {
+            self.pump();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.gone.is_some() || left.is_zero() {
+                polite = self.replies.iter().any(|r| matches!(r, ForkReply::Stopped));
+                break;
+            }
+            poll_readable(&[self.sock.as_raw_fd()], left);
+        }
         if !polite {
             // Its workers follow it through their parent-death signal.
             let _ = kill(self.pid, Signal::SIGKILL);
@@ -249,36 +520,73 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
     }
+    // Children's exits arrive on a descriptor, so they are reported the moment they
+    // happen while the loop waits for requests.
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut old_mask = SigSet::empty();
+    if nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old_mask))
+        .is_err()
+    {
+        return 5;
+    }
+    let sfd = match SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(_) => return 5,
+    };
     let me = nix::unistd::getpid();
     let mut children: Vec<Pid> = Vec::new();
+    let gone = |children: &mut Vec<Pid>| {
+        // The driver is gone: take every worker and the socket files with us.
+        stop_children(children);
+        let _ = std::fs::remove_file(&info.address);
+        let _ = std::fs::remove_dir(&info.socket_dir);
+        0
+    };
     loop {
-        reap(&mut children, false);
-        let mut fds = [libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 200) };
-        if n <= 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds. The timeout is only a safety net: exits arrive
+        // through the signalfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+        if n < 0 {
+            continue;
+        }
+        while let Ok(Some(_)) = sfd.read_signal() {}
+        for (pid, exit) in reap(&mut children, false) {
+            let (code, signal) = match exit {
+                WorkerExit::Code(c) => (Some(c), None),
+                WorkerExit::Signal(s) => (None, Some(s)),
+            };
+            if write_frame(&mut sock, &ForkReply::Exited { pid, code, signal }).is_err() {
+                return gone(&mut children);
+            }
+        }
+        if fds[0].revents == 0 {
             continue;
         }
         let req = match read_frame::<ForkRequest, _>(&mut sock, 1 << 20) {
             Ok(r) => r,
-            Err(_) => {
-                // The driver is gone: take every worker and the socket files with us.
-                stop_children(&mut children);
-                let _ = std::fs::remove_file(&info.address);
-                let _ = std::fs::remove_dir(&info.socket_dir);
-                return 0;
-            }
+            Err(_) => return gone(&mut children),
         };
         match req {
             ForkRequest::Spawn { worker_id } => {
                 // SAFETY: this process is single-threaded.
                 let reply = match unsafe { fork() } {
                     Ok(ForkResult::Child) => {
-                        let code = worker_child(&sock, me, worker_id, registry, info);
+                        let inherited = [sock.as_raw_fd(), sfd.as_raw_fd()];
+                        let code =
+                            worker_child(&inherited, &old_mask, me, worker_id, registry, info);
                         // SAFETY: as in `ForkServer::start`.
                         unsafe { libc::_exit(code) }
                     }
@@ -315,19 +623,24 @@ fn fork_server_main(mut sock: UnixStream, registry: &Registry, info: &LaunchInfo
     }
 }
 
-/// Reaps exited children; with `block`, waits for all of them.
-fn reap(children: &mut Vec<Pid>, block: bool) {
+/// Reaps exited children and returns how each ended; with `block`, waits for all.
+fn reap(children: &mut Vec<Pid>, block: bool) -> Vec<(u32, WorkerExit)> {
     let flags = if block {
         None
     } else {
         Some(WaitPidFlag::WNOHANG)
     };
+    let mut ended = Vec::new();
     children.retain(|&pid| match waitpid(pid, flags) {
         Ok(WaitStatus::StillAlive) => true,
-        Ok(_) => false,
+        Ok(status) => {
+            ended.extend(exit_of(status));
+            false
+        }
         Err(nix::errno::Errno::EINTR) => true,
         Err(_) => false,
     });
+    ended
 }
 
 fn stop_children(children: &mut Vec<Pid>) {
@@ -337,18 +650,34 @@ fn stop_children(children: &mut Vec<Pid>) {
     reap(children, true);
 }
 
+/// Limits the data segment (heap and private mappings) of this process.
+fn limit_memory(bytes: Option<u64>) -> io::Result<()> {
+    let Some(bytes) = bytes else { return Ok(()) };
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_DATA).map_err(io::Error::from)?;
+    let limit = bytes.min(hard);
+    setrlimit(Resource::RLIMIT_DATA, limit, limit).map_err(io::Error::from)
+}
+
 /// The freshly forked worker: tie its life to the fork server, connect, serve.
 fn worker_child(
-    sock: &UnixStream,
+    inherited: &[RawFd],
+    mask: &SigSet,
     server: Pid,
     worker_id: u32,
     registry: &Registry,
     info: &LaunchInfo,
 ) -> i32 {
-    // SAFETY: closing our copy of the fork server's socket; nothing else uses it here.
+    // SAFETY: closing our copies of the fork server's socket and signalfd; nothing
+    // else uses them here.
     unsafe {
-        libc::close(sock.as_raw_fd());
+        for &fd in inherited {
+            libc::close(fd);
+        }
     }
+    // The fork server blocks SIGCHLD for its signalfd; a worker's own children (an
+    // external calculator, say) need it delivered as usual.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
     // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -356,22 +685,31 @@ fn worker_child(
     if nix::unistd::getppid() != server {
         return 1; // the fork server died between fork and prctl
     }
+    if let Err(e) = limit_memory(info.memory_limit) {
+        raw_eprint(&format!("worker {worker_id}: cannot limit its memory: {e}"));
+        return 2;
+    }
+    // The fork server removes the socket directory if the coordinator dies.
     run_worker(
         worker_id,
         registry,
         info.address.clone(),
         info.token.clone(),
         info.max_frame,
+        None,
     )
 }
 
-/// Connects to `address` and serves; the exit code for the process.
+/// Connects to `address` and serves; the exit code for the process. `parent`: for
+/// a worker nobody else cleans up after, the pid of the process that started it
+/// (the coordinator), to remove the socket directory when that process is gone.
 fn run_worker(
     worker_id: u32,
     registry: &Registry,
     address: String,
     token: String,
     max_frame: usize,
+    parent: Option<u32>,
 ) -> i32 {
     let conn = match transport::connect(&address) {
         Ok(c) => c,
@@ -387,35 +725,49 @@ fn run_worker(
         token,
         max_frame,
     };
-    match worker::serve(conn, registry, &id) {
-        Ok(worker::Ending::Shutdown) => 0,
-        Ok(worker::Ending::Closed) => {
-            cleanup_if_orphaned(&address);
-            0
-        }
+    let ending = worker::serve(conn, registry, &id);
+    // Any ending but an orderly `Shutdown` may mean the coordinator died: a closed
+    // connection, and just as well a write or read that failed on the broken socket
+    // (EPIPE, ECONNRESET) while the worker was answering.
+    let orphaned = match (&ending, parent) {
+        (Ok(worker::Ending::Shutdown), _) | (_, None) => false,
+        (_, Some(parent)) => cleanup_if_orphaned(&address, parent),
+    };
+    match ending {
+        Ok(_) => 0,
         Err(e) => {
-            raw_eprint(&e.to_string());
+            // A connection reset or broken pipe is the coordinator going away (or
+            // dropping this worker): nobody is left to read a message about it.
+            let hung_up = matches!(
+                &e,
+                worker::WorkerError::Wire { source: agox_wire::WireError::Io(io), .. }
+                    if matches!(io.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+            );
+            if !orphaned && !hung_up {
+                raw_eprint(&e.to_string());
+            }
             3
         }
     }
 }
 
-/// After the coordinator closed the connection without saying goodbye: if this
-/// process is (about to be) orphaned, the coordinator died and nobody else will
-/// remove the socket file and its private directory, so do it. The fork server
-/// does this for forked workers; this matters for exec'd ones.
-fn cleanup_if_orphaned(address: &str) {
-    let parent = std::os::unix::process::parent_id();
+/// After the connection ended without a `Shutdown`: if this process is (about to
+/// be) orphaned — its parent is no longer `parent`, the coordinator that started it —
+/// nobody else will remove the socket file and its private directory, so do it.
+/// The fork server does this for forked workers; this matters for exec'd ones.
+/// Returns whether the coordinator was found gone.
+fn cleanup_if_orphaned(address: &str, parent: u32) -> bool {
     let t0 = Instant::now();
     // The kernel reparents children after closing the dead process's descriptors,
     // so the end of stream may arrive first: give it a moment.
     while t0.elapsed() < Duration::from_millis(300) {
-        if std::os::unix::process::parent_id() != parent || parent == 1 {
+        if std::os::unix::process::parent_id() != parent {
             remove_socket(Path::new(address));
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    false
 }
 
 /// Removes the socket file and, if it is one of ours, its directory.
@@ -460,8 +812,16 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
     }
-    start_watchdog(address);
-    run_worker(worker_id, registry, address.to_string(), token, max_frame)
+    let parent = std::os::unix::process::parent_id();
+    start_watchdog(address, parent);
+    run_worker(
+        worker_id,
+        registry,
+        address.to_string(),
+        token,
+        max_frame,
+        Some(parent),
+    )
 }
 
 /// An exec'd worker has no fork server watching it: a thread checks every 250 ms
@@ -469,9 +829,8 @@ pub fn worker_main(registry: &Registry, address: &str, worker_id: u32, max_frame
 /// exists, and ends the worker (even in the middle of a long task) when either is
 /// gone. An orphaned worker also removes the socket file and its private directory,
 /// which the killed coordinator could not.
-fn start_watchdog(address: &str) {
+fn start_watchdog(address: &str, parent: u32) {
     let path = PathBuf::from(address);
-    let parent = std::os::unix::process::parent_id();
     let _ = std::thread::Builder::new()
         .name("agox-watchdog".into())
         .spawn(move || loop {
@@ -487,12 +846,28 @@ fn start_watchdog(address: &str) {
         });
 }
 
+/// An exec'd worker and, where the kernel has them, a descriptor that becomes
+/// readable when it exits.
+struct ExecChild {
+    child: Child,
+    pidfd: Option<OwnedFd>,
+}
+
+/// A descriptor for process `pid` that polls readable once it exits (Linux 5.3+).
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a descriptor the kernel just created for us alone.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Starts workers by executing a command.
 pub(crate) struct ExecLauncher {
     program: PathBuf,
     args: Vec<String>,
     info: LaunchInfo,
-    children: Vec<Child>,
+    children: Vec<ExecChild>,
+    exits: VecDeque<(u32, WorkerExit)>,
 }
 
 impl ExecLauncher {
@@ -502,6 +877,7 @@ impl ExecLauncher {
             args,
             info,
             children: Vec::new(),
+            exits: VecDeque::new(),
         }
     }
 
@@ -518,46 +894,66 @@ impl ExecLauncher {
         for (k, v) in WORKER_ENV {
             cmd.env(k, v);
         }
+        if let Some(limit) = self.info.memory_limit {
+            // SAFETY: between fork and exec the child only calls getrlimit and
+            // setrlimit, which are async-signal-safe and allocate nothing.
+            unsafe {
+                cmd.pre_exec(move || limit_memory(Some(limit)));
+            }
+        }
         let mut child = cmd.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot execute {}: {e}", self.program.display()),
             )
         })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            writeln!(stdin, "{}", self.info.token)?;
-        }
         let pid = child.id();
-        self.children.push(child);
-        self.reap();
+        let pidfd = pidfd_open(pid);
+        if let Some(mut stdin) = child.stdin.take() {
+            // A worker that died at once cannot read its token: that shows as its
+            // exit, reported like any other.
+            let _ = writeln!(stdin, "{}", self.info.token);
+        }
+        self.children.push(ExecChild { child, pidfd });
         Ok(pid)
     }
 
-    fn reap(&mut self) {
-        self.children
-            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+    fn collect(&mut self) {
+        let exits = &mut self.exits;
+        self.children.retain_mut(|c| match c.child.try_wait() {
+            Ok(Some(status)) => {
+                let exit = match (status.code(), status.signal()) {
+                    (_, Some(s)) => WorkerExit::Signal(s),
+                    (Some(code), None) => WorkerExit::Code(code),
+                    (None, None) => WorkerExit::Code(-1),
+                };
+                exits.push_back((c.child.id(), exit));
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        });
     }
 
     fn kill(&mut self, pid: u32) {
-        if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.children.iter_mut().find(|c| c.child.id() == pid) {
+            let _ = c.child.kill();
         }
-        self.reap();
+        self.collect();
     }
 
     fn shutdown(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            self.reap();
+            self.collect();
             if self.children.is_empty() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+            let _ = c.child.kill();
+            let _ = c.child.wait();
         }
         self.children.clear();
     }

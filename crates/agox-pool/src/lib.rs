@@ -43,10 +43,17 @@
 //! - `synchronize` sends only the dynamic attributes whose encoded value changed
 //!   (compared by hash), encoded once and written to every worker from one buffer.
 //! - A task that errors or panics reports the function, worker and message; the
-//!   worker lives on. A worker that dies is replaced, gets every module and the
-//!   latest synchronized attributes back before any task, and the task it held is
-//!   retried up to `max_retries` times. A task past its timeout has its worker
-//!   killed and replaced and fails with [`PoolError::Timeout`].
+//!   worker lives on. A worker that dies, hangs past `task_timeout` or stops
+//!   answering is replaced; the replacement gets every module, the latest
+//!   synchronized attributes and any synchronization in flight before any task, and
+//!   the tasks it held are retried up to `max_retries` times, then fail naming the
+//!   function, the task and the worker's fate ([`PoolError::WorkerLost`],
+//!   [`PoolError::Timeout`]).
+//! - A pool that cannot keep its worker count (replacements keep dying, the fork
+//!   server is gone) fails every call with [`PoolError::Broken`]; it never runs on
+//!   with fewer workers.
+//! - Every fault is counted in [`PoolStats`] and sent as a [`PoolEvent`] to the
+//!   [`EventSink`] in [`PoolConfig::events`].
 //! - Workers exit when the pool is dropped or the driver dies, and are reaped; the
 //!   socket directory is removed.
 //!
@@ -58,6 +65,8 @@
 mod config;
 mod core;
 mod error;
+mod events;
+mod handshake;
 mod launch;
 mod module;
 mod pool;
@@ -68,6 +77,9 @@ mod worker;
 
 pub use config::{default_workers, Launcher, PoolConfig};
 pub use error::{PoolError, TaskFailure, WorkerName};
+pub use events::{EventSink, LossCause, PoolEvent, RefusalKind, WorkerExit};
+#[doc(hidden)]
+pub use handshake::fuzz_greeting;
 pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};

@@ -1,5 +1,6 @@
 //! What a pool reports about itself.
 
+use crate::events::{LossCause, WorkerExit};
 use std::time::Duration;
 
 /// One synchronization: what moved.
@@ -84,7 +85,11 @@ pub struct WorkerLoss {
     pub worker: u32,
     /// The process that was lost.
     pub pid: u32,
-    /// What the coordinator saw (`connection closed`, `task 7 timed out`, ...).
+    /// What the coordinator saw.
+    pub cause: LossCause,
+    /// How the process ended, when known.
+    pub exit: Option<WorkerExit>,
+    /// Cause and exit in words (`connection closed, killed by signal 9 (SIGKILL)`).
     pub reason: String,
 }
 
@@ -93,13 +98,21 @@ pub struct WorkerLoss {
 pub struct PoolStats {
     /// One entry per worker slot.
     pub workers: Vec<WorkerStats>,
-    /// Tasks re-run after their worker died.
+    /// Tasks re-run after their worker died or timed out.
     pub retries: u64,
-    /// Tasks that timed out.
+    /// Task attempts that timed out.
     pub timeouts: u64,
+    /// Tasks that failed for good because of worker faults (retries spent).
+    pub abandoned: u64,
     /// Connections refused at the handshake.
     pub refused_handshakes: u64,
-    /// Workers lost (killed, crashed, timed out, misbehaving), most recent last.
+    /// The most recent refusals' reasons (at most 16), most recent last.
+    pub recent_refusals: Vec<String>,
+    /// Worker processes lost, in all.
+    pub workers_lost: u64,
+    /// Replacement workers that were lost before they became ready.
+    pub failed_replacements: u64,
+    /// The most recent losses (at most 100), most recent last.
     pub losses: Vec<WorkerLoss>,
     /// Synchronization totals.
     pub sync: SyncTotals,

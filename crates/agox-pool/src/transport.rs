@@ -29,6 +29,10 @@ pub trait Connection: Read + Write + Send {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     /// The effective user id of the peer, where the transport knows it.
     fn peer_uid(&self) -> io::Result<Option<u32>>;
+    /// The process id of the peer, where the transport knows it.
+    fn peer_pid(&self) -> Option<u32> {
+        None
+    }
     /// Whether this transport can pass file descriptors (large attributes then
     /// travel as shared memory instead of through the socket).
     fn passes_fds(&self) -> bool {
@@ -150,6 +154,12 @@ impl Connection for UnixConnection {
             nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
                 .map_err(io::Error::from)?;
         Ok(Some(cred.uid()))
+    }
+
+    fn peer_pid(&self) -> Option<u32> {
+        nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
+            .ok()
+            .and_then(|c| u32::try_from(c.pid()).ok())
     }
 }
 

@@ -330,6 +330,17 @@ pub enum ForkReply {
     },
     /// Every worker has been killed and reaped; the fork server exits next.
     Stopped,
+    /// A worker ended and was reaped. Sent unprompted, as soon as the fork server
+    /// sees the child exit, so that a worker dying before its handshake is noticed at
+    /// once.
+    Exited {
+        /// The worker's pid.
+        pid: u32,
+        /// Its exit status, if it exited.
+        code: Option<i32>,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+    },
 }
 
 #[cfg(test)]
