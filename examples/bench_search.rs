@@ -52,8 +52,8 @@ use agox::search::registry;
 use agox::search::relax_model::{RelaxModel, SurrogateLink};
 use agox::search::script::Script;
 use agox::search::search::{Search, Summary};
-use agox::search::surrogate::{PooledSurrogate, Surrogate, SurrogateModule};
-use agox::search::tasks::{self, PipelineArgs};
+use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateModule};
+use agox::search::tasks::{self, PipelineArgs, Relaxation};
 
 #[path = "support/clusters.rs"]
 mod clusters;
@@ -166,7 +166,14 @@ fn hyperopt_ms(pool: &Pool, model: &PooledSurrogate<GprModel>) -> (f64, Vec<usiz
         .expect("search");
     let ms = t.elapsed().as_secs_f64() * 1e3;
     assert_eq!(out.len(), 8);
-    (ms, out.iter().map(|o| o.evaluations).collect())
+    let evaluations = out
+        .iter()
+        .map(|a| match a {
+            Answer::Done(o) => o.evaluations,
+            Answer::Behind(b) => panic!("{b}"),
+        })
+        .collect();
+    (ms, evaluations)
 }
 
 /// CPU time (user + system, s) process `pid` has used so far.
@@ -266,7 +273,9 @@ fn memory_child() {
     let relaxed = pool
         .map(&fns.generate_relax, args.clone())
         .expect("relaxations");
-    assert!(relaxed.iter().all(|(_, r)| matches!(r, Some(Ok(_)))));
+    assert!(relaxed
+        .iter()
+        .all(|(_, r)| matches!(r, Some(Relaxation::Done(_)))));
     let workers: Vec<f64> = pool.worker_pids().into_iter().map(peak_mb).collect();
     let coordinator = peak_mb(std::process::id());
     // What crosses the sockets, per message (MessagePack, as the pool sends it).
@@ -275,7 +284,7 @@ fn memory_child() {
         .add_module("calculator", CalculatorModule::new(CalculatorSpec::Emt))
         .expect("calculator");
     let candidate = match &relaxed[0] {
-        (Ok(c), Some(Ok(o))) => Atoms {
+        (Ok(c), Some(Relaxation::Done(o))) => Atoms {
             positions: o.atoms.positions.clone(),
             ..c.atoms.clone()
         },
@@ -316,7 +325,7 @@ fn training_outcome(
     pool: &Pool,
     model: &PooledSurrogate<GprModel>,
     start: [f64; 6],
-) -> agox::models::gpr::StartOutcome {
+) -> Answer<agox::models::gpr::StartOutcome> {
     let rows = model.handle().lock().surrogate.n_rows();
     pool.map(
         &tasks::handles().gpr.run_start,

@@ -18,7 +18,7 @@ use agox::search::generators::{Generator, RandomGenerator};
 use agox::search::registry;
 use agox::search::script::Script;
 use agox::search::search::{ModelRecord, Search, Summary, DB_FILE, MODEL_FILE, SUMMARY_FILE};
-use agox::search::surrogate::{PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule};
+use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule};
 use agox::search::tasks;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -243,7 +243,7 @@ fn predict_task_local(
 }
 
 #[test]
-fn a_search_unit_on_a_copy_that_missed_rows_fails_loudly() {
+fn a_search_unit_on_a_copy_that_missed_rows_says_so_and_computes_nothing() {
     let (env, data) = training_structures(6, 2);
     let pool = pool(1);
     let fns: SurrogateFns<GprModel> = tasks::handles().gpr;
@@ -257,14 +257,66 @@ fn a_search_unit_on_a_copy_that_missed_rows_fails_loudly() {
     // Rows added in the driver but never sent: the worker's copy has none.
     add_rows(&model, &data);
     let theta0 = model.handle().lock().surrogate.search_starts(1)[0];
-    let err = pool
+    let answer = pool
         .map(&fns.run_start, [(model.link(), theta0, 6)])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("holds 0 training rows, the driver's 6"),
-        "{err}"
+        .unwrap()
+        .remove(0);
+    let Answer::Behind(behind) = answer else {
+        panic!("a copy without the rows computed: {answer:?}")
+    };
+    assert_eq!(
+        (behind.worker, behind.have.rows, behind.expected.rows),
+        (Some(0), 0, 6)
     );
+    assert!(
+        behind
+            .to_string()
+            .contains("worker 0's copy of the model holds 0 rows"),
+        "{behind}"
+    );
+}
+
+/// SIGKILLs worker `slot` of `pool` (the pool replaces it at its next use).
+fn kill_worker(pool: &Pool, slot: usize) {
+    let pid = pool.worker_pids()[slot];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_killed_worker_is_healed_and_the_search_keeps_the_same_theta() {
+    let serial = search_thetas(0);
+    let (env, data) = training_structures(36, 5);
+    let pool = pool(2);
+    let mut model = PooledSurrogate::add_to(
+        &pool,
+        "model",
+        SurrogateModule::new(gofee_model(&env, 6)),
+        tasks::handles().gpr,
+    )
+    .unwrap();
+    let mut thetas = Vec::new();
+    for (k, chunk) in data.chunks(12).enumerate() {
+        if k > 0 {
+            // Its replacement gets the model as added and only the latest rows.
+            kill_worker(&pool, k % 2);
+        }
+        add_rows(&model, chunk);
+        let report = model.train(&pool, 1000 + k as u64).unwrap();
+        thetas.push(
+            report
+                .hyperparameters
+                .iter()
+                .map(|t| t.to_bits())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(thetas, serial);
+    assert!(pool.stats().total_restarts() >= 2);
+    assert!(model.heals() >= 2, "{} heals", model.heals());
 }
 
 #[test]
@@ -382,4 +434,28 @@ fn gofee_relaxes_only_once_the_model_is_trained() {
     assert_eq!(first.relaxed, 0);
     let second = search.run_iteration().unwrap();
     assert!(second.relaxed > 0);
+}
+
+#[test]
+fn a_worker_killed_during_a_gofee_run_changes_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = script_in(tmp.path(), 6, 31, "quiet");
+    let quiet_out = quiet.search.output.clone();
+    Search::new(quiet, pool(2)).unwrap().run().unwrap();
+
+    let script = script_in(tmp.path(), 6, 31, "killed");
+    let out = script.search.output.clone();
+    let mut search = Search::new(script, pool(2)).unwrap();
+    for it in 0..6 {
+        if it == 3 || it == 5 {
+            // After trainings: the replacements' copies of the model are behind.
+            kill_worker(search.pool(), it % 2);
+        }
+        search.run_iteration().unwrap();
+    }
+    search.finish(false).unwrap();
+    assert!(search.pool().stats().total_restarts() >= 2);
+    let heals = search.model().unwrap().surrogate().heals();
+    assert!(heals >= 2, "{heals} heals");
+    assert_eq!(fingerprint(&stored(&out)), fingerprint(&stored(&quiet_out)));
 }

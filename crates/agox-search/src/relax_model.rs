@@ -10,9 +10,10 @@
 //!   candidate's relaxation costs real calculator calls.
 //! * [`RelaxModelKind::Lcb`] — the lower confidence bound `E − κσ` of a pooled
 //!   surrogate (`gofee`): each worker's acquisition reads that worker's copy of the
-//!   model, and κ (a dynamic attribute) as the driver last synchronized it. The
-//!   relaxation refuses to run on a copy of the model that is not at the version
-//!   the driver expects (`expected`, also a dynamic attribute).
+//!   model, and κ (a dynamic attribute) as the driver last synchronized it. A copy
+//!   of the model that is not at the version the driver expects (`expected`, also a
+//!   dynamic attribute) relaxes nothing and says so
+//!   ([`RelaxModelError::Behind`]; see [`crate::surrogate`]).
 //!
 //! The evaluator never uses the relaxation model: it calculates in the calculator
 //! module directly.
@@ -25,7 +26,7 @@ use agox_pool::{Link, Module, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 use crate::calculator::{relax_in, CalculatorModule, RelaxFailed, RelaxOutcome, RelaxRequest};
-use crate::surrogate::{Acquisition, ModelVersion, Surrogate, SurrogateModule};
+use crate::surrogate::{Acquisition, Behind, ModelVersion, Surrogate, SurrogateModule};
 
 /// Pool key of the relaxation model.
 pub const RELAX_MODEL_KEY: &str = "relax_model";
@@ -74,6 +75,10 @@ pub enum RelaxModelError {
     /// The relaxation itself failed (the candidate's problem).
     #[error(transparent)]
     Relax(#[from] RelaxFailed),
+    /// This worker's copy of the model missed an update: nothing was computed; the
+    /// driver heals the copy and asks again.
+    #[error("{0}")]
+    Behind(Behind),
 }
 
 impl RelaxModel {
@@ -130,9 +135,9 @@ impl RelaxModel {
         let expected = self.expected.ok_or_else(|| {
             RelaxModelError::Unreachable(format!("the {} model is not trained yet", S::KIND).into())
         })?;
-        module
-            .check_version(expected)
-            .map_err(RelaxModelError::Unreachable)?;
+        if let Some(behind) = module.behind(expected, ctx) {
+            return Err(RelaxModelError::Behind(behind));
+        }
         let mut acquisition = Acquisition::new(&module.surrogate, self.kappa);
         Ok(relax_in(&mut acquisition, atoms, request)?)
     }

@@ -25,9 +25,10 @@ use crate::calculator::{
 };
 use crate::generators::{self, generate_task, GenFns, GenerateArgs, GenerateOutput};
 use crate::relax_model::{RelaxModel, RelaxModelError};
-use crate::surrogate::{self, SurrogateFns};
+use crate::surrogate::{self, Behind, SurrogateFns};
 use agox_atoms::Atoms;
 use agox_models::model::GprModel;
+use serde::{Deserialize, Serialize};
 
 /// Arguments of the fused task: what to generate, and the relaxation model and
 /// request to relax it with (`None`: not relaxed, e.g. before
@@ -35,8 +36,20 @@ use agox_models::model::GprModel;
 pub type PipelineArgs = (GenerateArgs, Option<(Link<RelaxModel>, RelaxRequest)>);
 
 /// Output of the fused task: the generated candidate (or why none could be made)
-/// and, when asked, the outcome of its relaxation (or why it failed).
-pub type PipelineOutput = (GenerateOutput, Option<Result<RelaxOutcome, RelaxFailure>>);
+/// and, when asked, how its relaxation went.
+pub type PipelineOutput = (GenerateOutput, Option<Relaxation>);
+
+/// How a candidate's relaxation went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Relaxation {
+    /// Relaxed.
+    Done(Box<RelaxOutcome>),
+    /// The relaxation failed (the candidate's problem: counted and reported).
+    Failed(RelaxFailure),
+    /// The worker's copy of the model missed an update; nothing was relaxed (the
+    /// driver heals the copy and submits the task again).
+    Behind(Behind),
+}
 
 /// Arguments of the evaluator's relaxation in the calculator.
 pub type EvaluateRelaxArgs = (Link<CalculatorModule>, Atoms, RelaxRequest);
@@ -82,9 +95,10 @@ fn generate_relax_task(
         (Ok(candidate), Some((model, request))) => {
             let model = ctx.module(&model)?;
             match model.relax(ctx, candidate.atoms.clone(), &request) {
-                Ok(outcome) => Some(Ok(outcome)),
+                Ok(outcome) => Some(Relaxation::Done(Box::new(outcome))),
                 // The candidate's own failure: a value the loop counts and reports.
-                Err(RelaxModelError::Relax(e)) => Some(Err(e.into())),
+                Err(RelaxModelError::Relax(e)) => Some(Relaxation::Failed(e.into())),
+                Err(RelaxModelError::Behind(b)) => Some(Relaxation::Behind(b)),
                 // The pool's state is wrong on this worker: a fault, stop loudly.
                 Err(e @ RelaxModelError::Unreachable(_)) => return Err(e.into()),
             }

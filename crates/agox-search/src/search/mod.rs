@@ -90,7 +90,15 @@ use crate::samplers::SamplerModule;
 use crate::script::ModelSettings;
 use crate::script::Script;
 use crate::surrogate::TrainReport;
-use crate::tasks::{PipelineArgs, PipelineOutput};
+use crate::tasks::{PipelineArgs, PipelineOutput, Relaxation};
+
+/// A submitted generate-and-relax task with its arguments (to submit it again
+/// after healing a worker's copy of the model).
+type Submitted = (PipelineArgs, Pending<PipelineOutput>);
+
+/// How often a candidate's task is submitted again after healing the copy of the
+/// model it found behind (a worker replaced again in between).
+const MAX_HEALS: usize = 3;
 use agox_models::fingerprint::Fingerprint;
 
 /// Pool key of the calculator module (the calculator that evaluates; in `rss` and
@@ -346,7 +354,7 @@ pub struct Search {
     /// The fused generate-and-relax task.
     generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
     /// Candidates of a later iteration already submitted (see [`crate::tasks`]).
-    lookahead: Option<(u64, Vec<Pending<PipelineOutput>>)>,
+    lookahead: Option<(u64, Vec<Submitted>)>,
 }
 
 impl Search {
@@ -557,7 +565,7 @@ impl Search {
 
     /// Submits iteration `iteration`'s candidates: one fused generate-and-relax task
     /// each, with the explicit seeds of [`ParallelCollector::requests`].
-    fn submit_candidates(&self, iteration: u64) -> Result<Vec<Pending<PipelineOutput>>, PoolError> {
+    fn submit_candidates(&self, iteration: u64) -> Result<Vec<Submitted>, PoolError> {
         let relax = self
             .postprocess
             .as_ref()
@@ -569,7 +577,29 @@ impl Search {
             .into_iter()
             .map(|r| (r, relax.clone()))
             .collect();
-        self.pool.submit_all(&self.generate_relax, args)
+        let pending = self.pool.submit_all(&self.generate_relax, args.clone())?;
+        Ok(args.into_iter().zip(pending).collect())
+    }
+
+    /// The output of a submitted task. A relaxation that found its worker's copy of
+    /// the model behind is submitted again once that copy is healed (see
+    /// [`crate::surrogate`]), so the result is the undisturbed one.
+    fn collect(&mut self, (args, pending): Submitted) -> Result<PipelineOutput, SearchError> {
+        let mut out = self.pool.get(pending)?;
+        for _ in 0..MAX_HEALS {
+            let Some(Relaxation::Behind(behind)) = &out.1 else {
+                break;
+            };
+            let behind = behind.clone();
+            match self.model.as_mut() {
+                Some(m) => m.heal(&self.pool, &behind)?,
+                None => return Err(SearchError::Model(behind.to_string())),
+            }
+            out = self
+                .pool
+                .get(self.pool.submit(&self.generate_relax, &args)?)?;
+        }
+        Ok(out)
     }
 
     /// Whether iteration `iteration`'s candidates are relaxed: from
@@ -722,20 +752,24 @@ impl Search {
         // of the model missed an update) stops the run: it is a fault, not a
         // candidate that could not be made.
         let owners = self.collector.owners(iteration);
-        for (p, g) in pending.into_iter().zip(owners) {
-            let (made, relaxation) = self.pool.get(p)?;
+        for (task, g) in pending.into_iter().zip(owners) {
+            let (made, relaxation) = self.collect(task)?;
             let record = &mut self.generators[g];
             match made {
                 Ok(c) => {
                     generated += 1;
                     record.generated += 1;
                     match relaxation {
-                        Some(Ok(outcome)) if drops_unmoved && outcome.steps == 0 => {
+                        Some(Relaxation::Done(outcome)) if drops_unmoved && outcome.steps == 0 => {
                             relaxed.push_unmoved(&outcome);
                         }
-                        Some(Ok(outcome)) => relaxed.push_relaxed(c, outcome),
+                        Some(Relaxation::Done(outcome)) => relaxed.push_relaxed(c, *outcome),
                         None => relaxed.push_unrelaxed(c),
-                        Some(Err(e)) => {
+                        // `collect` healed every copy that was behind.
+                        Some(Relaxation::Behind(b)) => {
+                            return Err(SearchError::Model(b.to_string()));
+                        }
+                        Some(Relaxation::Failed(e)) => {
                             self.relax_failures.record(&e.message);
                             failures.push(FailureNote {
                                 source: "relax".into(),
@@ -937,7 +971,7 @@ impl Search {
     /// needed: a resumed run makes them again from the same seeds).
     fn drain_lookahead(&mut self) {
         if let Some((_, pending)) = self.lookahead.take() {
-            for p in pending {
+            for (_, p) in pending {
                 // Only waiting: a failure here changes nothing stored.
                 self.pool.get(p).ok();
             }

@@ -36,7 +36,7 @@ use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, SurrogateLink, RELAX_MODEL_KEY};
 use crate::script::{ModelSettings, Script};
 use crate::surrogate::{
-    ModelFault, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule, TrainReport,
+    Behind, ModelFault, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule, TrainReport,
 };
 
 /// Pool key of the surrogate model.
@@ -165,6 +165,12 @@ impl ModelStage {
         Ok(self.surrogate.acquisition(atoms, kappa)?)
     }
 
+    /// Brings the copy of the worker `behind` names up to date (see
+    /// [`crate::surrogate`]).
+    pub fn heal(&mut self, pool: &Pool, behind: &Behind) -> Result<(), SearchError> {
+        Ok(self.surrogate.heal(pool, behind)?)
+    }
+
     /// After iteration `iteration` stored `stored`: adds them to the rows,
     /// retrains on the pool, records the training in `outputs`' `model.json`, and
     /// tells the relaxation model the new version (it reaches the workers at the
@@ -199,7 +205,7 @@ impl From<ModelFault> for SearchError {
     fn from(e: ModelFault) -> Self {
         match e {
             ModelFault::Pool(p) => SearchError::Pool(p),
-            ModelFault::Model { .. } => SearchError::Model(e.to_string()),
+            ModelFault::Model { .. } | ModelFault::Behind(_) => SearchError::Model(e.to_string()),
         }
     }
 }

@@ -50,8 +50,24 @@ impl Surrogate for GprModel {
         self.gpr().data().rows_since(start)
     }
 
+    fn rows_start(rows: &TrainingRows) -> usize {
+        rows.start
+    }
+
     fn append_rows(&mut self, rows: &TrainingRows) -> Result<(), ModelError> {
-        Ok(self.gpr_mut().append(rows)?)
+        let held = self.gpr().data().len();
+        if rows.start >= held || rows.targets.is_empty() {
+            return Ok(self.gpr_mut().append(rows)?);
+        }
+        // Skip the rows this copy holds already.
+        let skip = (held - rows.start).min(rows.targets.len());
+        let tail = TrainingRows {
+            start: held,
+            n_features: rows.n_features,
+            x: rows.x[(skip * rows.n_features).min(rows.x.len())..].to_vec(),
+            targets: rows.targets[skip..].to_vec(),
+        };
+        Ok(self.gpr_mut().append(&tail)?)
     }
 
     fn search_starts(&self, seed: u64) -> Vec<[f64; N_THETA]> {

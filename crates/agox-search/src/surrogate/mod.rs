@@ -37,12 +37,18 @@
 //! function of the rows, so a search on 0, 1 or N workers keeps the same
 //! hyperparameters bit for bit.
 //!
-//! A copy that missed an update (a worker replaced in the middle of a run receives
-//! the module as added and only the latest `rows` update, which does not continue
-//! it) refuses to work: every task checks that its copy holds the rows, and every
-//! relaxation in the acquisition that its copy is at the driver's [`ModelVersion`],
-//! and fails as a task (stopping the run with a message naming both) instead of
-//! computing something else.
+//! # A replaced worker
+//! A worker replaced in the middle of a run receives the module as it was added and
+//! the latest value of each attribute: a `rows` update that does not continue its
+//! copy, and a state that does not fit it. Its copy keeps what it can (an update
+//! that does not continue it is left aside, never an error: the pool would take
+//! that for a state it cannot rebuild) and is **behind**. Every task that uses the
+//! model checks its copy first — the search units that it holds the rows, a
+//! relaxation in the acquisition that it is at the driver's [`ModelVersion`] — and a
+//! copy behind answers [`Answer::Behind`] with the worker's slot instead of computing.
+//! The driver then sends that worker everything ([`PooledSurrogate::heal`]: all rows
+//! and the state, a task pinned to it) and runs the task again: the result is the
+//! one an undisturbed run gives.
 
 pub mod gpr;
 
@@ -80,7 +86,7 @@ pub trait Surrogate: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Rows that bring a copy holding the first rows up to date.
     type Rows: Serialize + DeserializeOwned;
     /// What prediction needs besides the rows.
-    type State: Serialize + DeserializeOwned;
+    type State: Serialize + DeserializeOwned + Clone;
     /// One unit of the hyperparameter search.
     type Start: Serialize + DeserializeOwned + Clone + fmt::Debug + 'static;
     /// The result of one unit.
@@ -102,8 +108,11 @@ pub trait Surrogate: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn n_rows(&self) -> usize;
     /// The rows from `start` on.
     fn rows_since(&self, start: usize) -> Self::Rows;
+    /// The index of the first of `rows`.
+    fn rows_start(rows: &Self::Rows) -> usize;
     /// Appends rows made by [`Surrogate::rows_since`] on the original; they must
-    /// continue this copy's rows.
+    /// continue this copy's rows or overlap them (the rows this copy holds already
+    /// are skipped).
     fn append_rows(&mut self, rows: &Self::Rows) -> Result<(), Self::Error>;
     /// The units of a search drawn from `seed`.
     fn search_starts(&self, seed: u64) -> Vec<Self::Start>;
@@ -212,6 +221,11 @@ impl<S: Surrogate> Module for SurrogateModule<S> {
         match name {
             "rows" => {
                 let rows: S::Rows = rmp_serde::from_slice(bytes).map_err(|e| codec(name, e))?;
+                if S::rows_start(&rows) > self.surrogate.n_rows() {
+                    // Rows this copy missed come before these: it is behind (see the
+                    // module docs).
+                    return Ok(());
+                }
                 self.surrogate
                     .append_rows(&rows)
                     .map_err(|e| codec(name, e))
@@ -219,10 +233,7 @@ impl<S: Surrogate> Module for SurrogateModule<S> {
             "state" => {
                 let s: StateIn<S::State> =
                     rmp_serde::from_slice(bytes).map_err(|e| codec(name, e))?;
-                if let Some(state) = s.state {
-                    self.surrogate.install(state).map_err(|e| codec(name, e))?;
-                }
-                self.trainings = s.trainings;
+                self.take_state(s.trainings, s.state);
                 Ok(())
             }
             _ => Err(unknown::<S>(name)),
@@ -273,36 +284,90 @@ impl<S: Surrogate> SurrogateModule<S> {
         self
     }
 
-    /// Fails unless this copy is at `expected` (a copy that missed an update).
-    pub fn check_version(&self, expected: ModelVersion) -> Result<(), TaskError> {
-        let have = self.version();
-        if have == expected {
-            Ok(())
-        } else {
-            Err(format!(
-                "this process's copy of the {} model holds {have}, the driver's {expected}: \
-                 it missed a synchronization (a replaced worker?)",
-                S::KIND
-            )
-            .into())
-        }
+    /// Installs `state` (made for `trainings` trainings) if it fits this copy's
+    /// rows; a copy it does not fit is behind and keeps no state.
+    fn take_state(&mut self, trainings: u64, state: Option<S::State>) {
+        self.trainings = match state {
+            Some(state) => match self.surrogate.install(state) {
+                Ok(()) => trainings,
+                Err(_) => 0,
+            },
+            None => trainings,
+        };
     }
+
+    /// `None` when this copy is at `expected`; otherwise how far behind it is.
+    pub fn behind(&self, expected: ModelVersion, ctx: &TaskContext<'_>) -> Option<Behind> {
+        let have = self.version();
+        (have != expected).then_some(Behind {
+            worker: ctx.worker_id(),
+            have,
+            expected,
+        })
+    }
+}
+
+/// A worker's copy of a model that missed an update (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Behind {
+    /// The worker's slot (`None`: the driver's process, which is never behind).
+    pub worker: Option<u32>,
+    /// What its copy holds.
+    pub have: ModelVersion,
+    /// What the driver expects.
+    pub expected: ModelVersion,
+}
+
+impl fmt::Display for Behind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.worker {
+            Some(w) => write!(f, "worker {w}'s")?,
+            None => write!(f, "this process's")?,
+        }
+        write!(
+            f,
+            " copy of the model holds {}, the driver's {}",
+            self.have, self.expected
+        )
+    }
+}
+
+/// What a task on a copy of the model answers: its result, or that the copy is
+/// behind (and nothing was computed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Answer<T> {
+    /// The task's result.
+    Done(T),
+    /// The worker's copy missed an update: heal it and run the task again.
+    Behind(Behind),
 }
 
 /// Arguments of one search unit: the model, the unit, the rows the copy must hold.
 pub type StartArgs<S> = (Link<SurrogateModule<S>>, <S as Surrogate>::Start, usize);
 
+/// Arguments of a heal: the model, all its rows, the training count and the state.
+pub type HealArgs<S> = (
+    Link<SurrogateModule<S>>,
+    <S as Surrogate>::Rows,
+    u64,
+    Option<<S as Surrogate>::State>,
+);
+
 /// The pool functions of a surrogate kind.
 #[derive(Debug)]
 pub struct SurrogateFns<S: Surrogate> {
     /// One unit of the hyperparameter search on the worker's copy.
-    pub run_start: FnHandle<StartArgs<S>, S::Outcome>,
+    pub run_start: FnHandle<StartArgs<S>, Answer<S::Outcome>>,
+    /// Brings a worker's copy that is behind up to date (pinned to that worker);
+    /// returns its version.
+    pub heal: FnHandle<HealArgs<S>, ModelVersion>,
 }
 
 impl<S: Surrogate> Clone for SurrogateFns<S> {
     fn clone(&self) -> Self {
         SurrogateFns {
             run_start: self.run_start.clone(),
+            heal: self.heal.clone(),
         }
     }
 }
@@ -310,18 +375,27 @@ impl<S: Surrogate> Clone for SurrogateFns<S> {
 fn run_start_task<S: Surrogate>(
     ctx: &TaskContext<'_>,
     (link, start, rows): StartArgs<S>,
-) -> Result<S::Outcome, TaskError> {
+) -> Result<Answer<S::Outcome>, TaskError> {
     let mut module = ctx.module(&link)?;
-    let have = module.surrogate.n_rows();
-    if have != rows {
-        return Err(format!(
-            "this process's copy of the {} model holds {have} training rows, the driver's \
-             {rows}: it missed a synchronization (a replaced worker?)",
-            S::KIND
-        )
-        .into());
+    let have = module.version();
+    if have.rows != rows {
+        return Ok(Answer::Behind(Behind {
+            worker: ctx.worker_id(),
+            have,
+            expected: ModelVersion { rows, ..have },
+        }));
     }
-    Ok(module.surrogate.run_start(&start)?)
+    Ok(Answer::Done(module.surrogate.run_start(&start)?))
+}
+
+fn heal_task<S: Surrogate>(
+    ctx: &TaskContext<'_>,
+    (link, rows, trainings, state): HealArgs<S>,
+) -> Result<ModelVersion, TaskError> {
+    let mut module = ctx.module(&link)?;
+    module.surrogate.append_rows(&rows)?;
+    module.take_state(trainings, state);
+    Ok(module.version())
 }
 
 /// Registers the module type and the functions of surrogate kind `S`.
@@ -332,6 +406,10 @@ pub fn register<S: Surrogate>(reg: &mut Registry) -> SurrogateFns<S> {
             &format!("agox_search.model.{}.search_start", S::KIND),
             run_start_task::<S>,
         ),
+        heal: reg.function(
+            &format!("agox_search.model.{}.heal", S::KIND),
+            heal_task::<S>,
+        ),
     }
 }
 
@@ -341,6 +419,9 @@ pub enum ModelFault {
     /// The pool failed (a search task included).
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// A worker's copy of the model could not be brought up to date.
+    #[error("{0}; it could not be brought up to date")]
+    Behind(Behind),
     /// The model itself failed in the driver.
     #[error("{kind} model: {message}")]
     Model {
@@ -357,6 +438,10 @@ fn model_fault<S: Surrogate>(e: impl fmt::Display) -> ModelFault {
         message: e.to_string(),
     }
 }
+
+/// How often a search unit runs again after healing its worker's copy (a worker
+/// replaced again in between).
+const MAX_HEALS: usize = 3;
 
 /// What one training did.
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +470,7 @@ pub struct PooledSurrogate<S: Surrogate> {
     handle: Handle<SurrogateModule<S>>,
     fns: SurrogateFns<S>,
     ws: S::Workspace,
+    heals: u64,
 }
 
 impl<S: Surrogate> fmt::Debug for PooledSurrogate<S> {
@@ -408,6 +494,7 @@ impl<S: Surrogate> PooledSurrogate<S> {
             handle,
             fns,
             ws: S::Workspace::default(),
+            heals: 0,
         })
     }
 
@@ -470,15 +557,46 @@ impl<S: Surrogate> PooledSurrogate<S> {
             SyncReport::default()
         };
         // 2. The search, one task per unit (the lock is not held: without workers
-        // the tasks run here, on this very copy).
+        // the tasks run here, on this very copy). A unit that found its worker's
+        // copy behind runs again once that copy is healed.
         let t = Instant::now();
         let starts = self.handle.lock().surrogate.search_starts(seed);
         let n_starts = starts.len();
         let link = self.link();
-        let outcomes = pool.map(
+        let mut answers: Vec<Answer<S::Outcome>> = pool.map(
             &self.fns.run_start,
-            starts.into_iter().map(|s| (link.clone(), s, rows)),
+            starts.iter().map(|s| (link.clone(), s.clone(), rows)),
         )?;
+        for _ in 0..MAX_HEALS {
+            let behind: Vec<usize> = (0..answers.len())
+                .filter(|&i| matches!(answers[i], Answer::Behind(_)))
+                .collect();
+            if behind.is_empty() {
+                break;
+            }
+            for i in &behind {
+                if let Answer::Behind(b) = &answers[*i] {
+                    let b = b.clone();
+                    self.heal(pool, &b)?;
+                }
+            }
+            let again = pool.map(
+                &self.fns.run_start,
+                behind
+                    .iter()
+                    .map(|&i| (link.clone(), starts[i].clone(), rows)),
+            )?;
+            for (i, a) in behind.into_iter().zip(again) {
+                answers[i] = a;
+            }
+        }
+        let outcomes = answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Done(o) => Ok(o),
+                Answer::Behind(b) => Err(ModelFault::Behind(b)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let search_s = t.elapsed().as_secs_f64();
         // 3. The choice and the fit, in the driver.
         let t = Instant::now();
@@ -501,6 +619,41 @@ impl<S: Surrogate> PooledSurrogate<S> {
             search_s,
             fit_s,
         })
+    }
+
+    /// Brings the copy of the worker `behind` names up to date: all the rows the
+    /// workers should hold and the driver's state, in a task pinned to it. Fails if
+    /// the copy is still not where the driver's is.
+    pub fn heal(&mut self, pool: &Pool, behind: &Behind) -> Result<(), ModelFault> {
+        let worker = behind
+            .worker
+            .ok_or_else(|| ModelFault::Behind(behind.clone()))?;
+        let (args, expected) = {
+            let m = self.handle.lock();
+            let args = (
+                self.link(),
+                m.surrogate.rows_since(0),
+                m.trainings,
+                m.surrogate.state().cloned(),
+            );
+            (args, m.version())
+        };
+        let healed = pool.run_on(worker, &self.fns.heal, &args)?;
+        self.heals += 1;
+        if healed == expected {
+            Ok(())
+        } else {
+            Err(ModelFault::Behind(Behind {
+                worker: Some(worker),
+                have: healed,
+                expected,
+            }))
+        }
+    }
+
+    /// Workers' copies brought up to date so far ([`heal`](Self::heal)).
+    pub fn heals(&self) -> u64 {
+        self.heals
     }
 
     /// True once the driver's copy is trained on its current rows.
