@@ -16,7 +16,9 @@
 //! * `hyperopt_speedup_w2`: GOFEE's hyperparameter search — 8 L-BFGS-B starts on the
 //!   same 200 Au8Cu4 training rows from the same starting points — on 1 worker over
 //!   on 2 (`hyperopt_ms_w1`, `hyperopt_ms_w2`, measured interleaved;
-//!   `hyperopt_starts_per_s_w2`);
+//!   `hyperopt_starts_per_s_w2`); `hyperopt_cpu_balance_w2` the speed-up the
+//!   schedule gives when each worker has a core: the two workers' CPU time over the
+//!   busiest one's;
 //! * `gofee_iter_ms_w2`: median wall time per iteration of GOFEE on Au8Cu4 at the
 //!   settings AGOX was measured with (its test script: 10 candidates per iteration,
 //!   `{0: [10, 0], 5: [3, 7]}` random and rattled, relaxation in the LCB of at most
@@ -149,14 +151,23 @@ fn pooled_model(
     .expect("model on the pool")
 }
 
-/// Wall time (ms) of the 8 starts of one hyperparameter search on `pool`, and the
-/// log-likelihood evaluations of each start.
-fn hyperopt_ms(pool: &Pool, model: &PooledSurrogate<GprModel>) -> (f64, Vec<usize>) {
+/// One hyperparameter search of 8 starts on `pool`.
+struct Hyperopt {
+    /// Wall time (ms).
+    ms: f64,
+    /// CPU time of each worker during it (s).
+    worker_cpu: Vec<f64>,
+    /// Log-likelihood evaluations of each start.
+    evaluations: Vec<usize>,
+}
+
+fn hyperopt(pool: &Pool, model: &PooledSurrogate<GprModel>) -> Hyperopt {
     let (starts, rows) = {
         let m = model.handle().lock();
         (m.surrogate.search_starts(42), m.surrogate.n_rows())
     };
     let fns = tasks::handles().gpr;
+    let cpu0: Vec<f64> = pool.worker_pids().into_iter().map(cpu_s).collect();
     let t = Instant::now();
     let out = pool
         .map(
@@ -165,6 +176,13 @@ fn hyperopt_ms(pool: &Pool, model: &PooledSurrogate<GprModel>) -> (f64, Vec<usiz
         )
         .expect("search");
     let ms = t.elapsed().as_secs_f64() * 1e3;
+    let worker_cpu = pool
+        .worker_pids()
+        .into_iter()
+        .map(cpu_s)
+        .zip(cpu0)
+        .map(|(b, a)| b - a)
+        .collect();
     assert_eq!(out.len(), 8);
     let evaluations = out
         .iter()
@@ -173,7 +191,11 @@ fn hyperopt_ms(pool: &Pool, model: &PooledSurrogate<GprModel>) -> (f64, Vec<usiz
             Answer::Behind(b) => panic!("{b}"),
         })
         .collect();
-    (ms, evaluations)
+    Hyperopt {
+        ms,
+        worker_cpu,
+        evaluations,
+    }
 }
 
 /// CPU time (user + system, s) process `pid` has used so far.
@@ -421,15 +443,21 @@ fn main() {
         let pool2 = Pool::start(reg2, PoolConfig::with_workers(2)).expect("pool");
         let model1 = pooled_model(&pool1, &rows, 8);
         let model2 = pooled_model(&pool2, &rows, 8);
-        let (_, evaluations) = hyperopt_ms(&pool1, &model1);
-        hyperopt_ms(&pool2, &model2);
-        let (mut h1, mut h2) = (Vec::new(), Vec::new());
+        let evaluations = hyperopt(&pool1, &model1).evaluations;
+        hyperopt(&pool2, &model2);
+        let (mut h1, mut h2, mut balance) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..reps {
-            h1.push(hyperopt_ms(&pool1, &model1).0);
-            h2.push(hyperopt_ms(&pool2, &model2).0);
+            h1.push(hyperopt(&pool1, &model1).ms);
+            let two = hyperopt(&pool2, &model2);
+            h2.push(two.ms);
+            // The speed-up this schedule gives when each worker has a core of its
+            // own: all the work over the busiest worker's.
+            let busiest = two.worker_cpu.iter().copied().fold(0.0, f64::max);
+            balance.push(two.worker_cpu.iter().sum::<f64>() / busiest);
         }
         let (h1, h2) = (median(h1), median(h2));
         put("hyperopt_speedup_w2", (h1 / h2).into());
+        put("hyperopt_cpu_balance_w2", median(balance).into());
         put("hyperopt_ms_w1", h1.into());
         put("hyperopt_ms_w2", h2.into());
         put("hyperopt_starts_per_s_w2", (8.0 / (h2 / 1e3)).into());
