@@ -47,14 +47,14 @@ fn descriptor() -> FingerprintSpec {
 
 #[test]
 fn from_settings() {
-    let m = SamplerModule::from_settings(
-        &SamplerSettings::Metropolis { temperature: 0.25 },
-        &descriptor(),
-    );
+    let m = SamplerModule::from_settings(&SamplerSettings::Metropolis { temperature: 0.25 }, None)
+        .expect("sampler");
     assert_eq!(m.sampler, Sampler::Metropolis(MetropolisSampler::new(0.25)));
     assert_eq!(m.sampler.name(), "metropolis");
     assert!(!m.is_initialized());
-    let l = SamplerModule::from_settings(&SamplerSettings::Lowest, &descriptor());
+    let l = SamplerModule::from_settings(&SamplerSettings::Lowest, None).expect("sampler");
+    // A kmeans sampler needs the descriptor.
+    assert!(SamplerModule::from_settings(&SamplerSettings::kmeans(), None).is_err());
     assert_eq!(l.sampler, Sampler::Lowest(LowestSampler));
 }
 
@@ -250,8 +250,9 @@ fn kmeans_module(sample_size: usize) -> SamplerModule {
             max_energy: 5.0,
             n_init: 10,
         },
-        &descriptor(),
+        Some(&descriptor()),
     )
+    .expect("sampler")
 }
 
 /// Ar₂ at a bond length set by `id` (so the Fingerprints differ), with `energy`.

@@ -47,9 +47,12 @@ pub struct SamplerError(pub String);
 
 impl Sampler {
     /// The sampler a script's `[sampler]` describes; `descriptor` is how a `kmeans`
-    /// sampler describes structures (the search's Fingerprint).
-    pub fn from_settings(s: &script::SamplerSettings, descriptor: &FingerprintSpec) -> Self {
-        match *s {
+    /// sampler describes structures (the search's Fingerprint), which it needs.
+    pub fn from_settings(
+        s: &script::SamplerSettings,
+        descriptor: Option<&FingerprintSpec>,
+    ) -> Result<Self, SamplerError> {
+        Ok(match *s {
             script::SamplerSettings::Lowest => Sampler::Lowest(LowestSampler),
             script::SamplerSettings::Metropolis { temperature } => {
                 Sampler::Metropolis(MetropolisSampler::new(temperature))
@@ -65,9 +68,11 @@ impl Sampler {
                     n_init,
                     ..KMeansSettings::default()
                 },
-                descriptor.clone(),
+                descriptor
+                    .ok_or_else(|| SamplerError("kmeans: no descriptor given".into()))?
+                    .clone(),
             )),
-        }
+        })
     }
 
     /// The sampler's name (`lowest`, `metropolis`, `kmeans`).
@@ -120,8 +125,11 @@ impl SamplerModule {
     }
 
     /// An empty module for the script's `[sampler]` (see [`Sampler::from_settings`]).
-    pub fn from_settings(s: &script::SamplerSettings, descriptor: &FingerprintSpec) -> Self {
-        Self::new(Sampler::from_settings(s, descriptor))
+    pub fn from_settings(
+        s: &script::SamplerSettings,
+        descriptor: Option<&FingerprintSpec>,
+    ) -> Result<Self, SamplerError> {
+        Sampler::from_settings(s, descriptor).map(Self::new)
     }
 
     /// True once the sampler has a parent to give.

@@ -87,8 +87,8 @@ use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, RELAX_MODEL_KEY};
 use crate::samplers::SamplerError;
 use crate::samplers::SamplerModule;
-use crate::script::ModelSettings;
 use crate::script::Script;
+use crate::script::{ModelSettings, SamplerSettings};
 use crate::surrogate::TrainReport;
 use crate::tasks::{PipelineArgs, PipelineOutput, Relaxation};
 
@@ -436,20 +436,24 @@ impl Search {
         let calculator = pool.add_module(CALCULATOR_KEY, CalculatorModule::new(spec))?;
 
         // The sampler: replay the stored evaluations (resume) before the workers get it.
-        let descriptor = {
-            let params = script
-                .model
-                .as_ref()
-                .map_or_else(Default::default, ModelSettings::descriptor);
-            Fingerprint::for_search(params, &env.template, &env.numbers)
-                .map_err(|e| SearchError::Model(format!("descriptor: {e}")))?
-                .spec()
-                .clone()
+        // A kmeans sampler describes structures as the model does.
+        let descriptor = match &script.sampler {
+            Some(SamplerSettings::Kmeans { .. }) => {
+                let params = script
+                    .model
+                    .as_ref()
+                    .map_or_else(Default::default, ModelSettings::descriptor);
+                let fingerprint = Fingerprint::for_search(params, &env.template, &env.numbers)
+                    .map_err(|e| SearchError::Model(format!("descriptor: {e}")))?;
+                Some(fingerprint.spec().clone())
+            }
+            _ => None,
         };
         let mut sampler_module = script
             .sampler
             .as_ref()
-            .map(|s| SamplerModule::from_settings(s, &descriptor));
+            .map(|s| SamplerModule::from_settings(s, descriptor.as_ref()))
+            .transpose()?;
         if let Some(s) = sampler_module.as_mut() {
             s.replay(
                 history
