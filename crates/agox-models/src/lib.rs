@@ -50,8 +50,11 @@
 pub mod descriptor;
 pub mod fingerprint;
 pub mod gpr;
+pub mod isotropic;
 pub mod kernel;
 pub mod kmeans;
 pub mod lbfgsb;
 pub mod model;
 pub mod prior;
+pub mod sgpr;
+pub mod simple_fingerprint;
