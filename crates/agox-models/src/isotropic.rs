@@ -21,7 +21,7 @@ use crate::kernel::{Hyper, Kernel, KernelError};
 
 /// The kernel at one θ, as plain numbers.
 pub trait KernelProfile: Copy + Send + Sync {
-    /// k at squared distance `d`.
+    /// k at squared distance `d ≥ 0`.
     fn value(&self, d: f64) -> f64;
 
     /// `(k(d), s(d))` with `∂k(x, x')/∂x = s(d)·(x' − x)`.
@@ -158,12 +158,14 @@ pub struct RbfProfile {
 }
 
 impl KernelProfile for RbfProfile {
-    #[inline]
+    /// `c·exp(−d/2ℓ²)` by [`exp_nonpositive`](crate::vexp::exp_nonpositive), which
+    /// vectorizes in the kernel loops (within 2 ulp of libm; 0 below e⁻⁷⁰⁸).
+    #[inline(always)]
     fn value(&self, d: f64) -> f64 {
-        self.c * (self.a * d).exp()
+        self.c * crate::vexp::exp_nonpositive(self.a * d)
     }
 
-    #[inline]
+    #[inline(always)]
     fn value_and_factor(&self, d: f64) -> (f64, f64) {
         let k = self.value(d);
         (k, k * self.inv_l2)

@@ -58,3 +58,4 @@ pub mod model;
 pub mod prior;
 pub mod sgpr;
 pub mod simple_fingerprint;
+mod vexp;

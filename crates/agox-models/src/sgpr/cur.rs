@@ -101,7 +101,7 @@ mod tests {
         // The first draw follows the scores: frequencies over many seeds.
         let p = leverage_scores(&x, f).unwrap();
         let mut counts = vec![0usize; 40];
-        let trials = 20000;
+        let trials = 4000;
         for s in 0..trials {
             let first = cur_select(&x, f, 1, &mut ChaCha8Rng::seed_from_u64(s)).unwrap()[0];
             counts[first] += 1;

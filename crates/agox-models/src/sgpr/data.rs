@@ -139,7 +139,7 @@ impl SparseData {
         forces: Option<(usize, &[f64], &[f64])>,
     ) -> Result<(), SparseError> {
         let f = self.n_features;
-        if f == 0 || features.is_empty() || features.len() % f != 0 {
+        if f == 0 || features.is_empty() || !features.len().is_multiple_of(f) {
             return Err(shape(format!(
                 "a structure's features have {} values, not a positive multiple of {f}",
                 features.len()
@@ -218,7 +218,7 @@ impl SparseData {
     pub(crate) fn check(&self) -> Result<(), SparseError> {
         let f = self.n_features;
         let n = self.len();
-        if f == 0 || self.features.len() % f != 0 {
+        if f == 0 || !self.features.len().is_multiple_of(f) {
             return Err(shape(format!(
                 "{} feature values for {f} features",
                 self.features.len()
@@ -359,7 +359,7 @@ impl<K: IsotropicKernel> TrainingSet<K> {
             return Err(SparseError::NoData);
         }
         let f = data.n_features();
-        if inducing.is_empty() || inducing.len() % f != 0 {
+        if inducing.is_empty() || !inducing.len().is_multiple_of(f) {
             return Err(shape(format!(
                 "{} inducing values for {f} features",
                 inducing.len()

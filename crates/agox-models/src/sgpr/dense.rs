@@ -83,18 +83,50 @@ pub(crate) fn kernel_block<P: KernelProfile>(
     if let Some(f) = factors.as_deref_mut() {
         shape_to(f, a.nrows(), b.nrows());
     }
-    for (j, &bn) in b_norms.iter().enumerate() {
-        let col = out.col_as_slice_mut(j);
-        match factors.as_deref_mut() {
-            None => {
-                for (v, &an) in col.iter_mut().zip(a_norms) {
-                    *v = p.value(((*v + an) + bn).max(0.0));
+    pulp::Arch::new().dispatch(KernelColumns {
+        p,
+        a_norms,
+        b_norms,
+        out,
+        factors,
+    });
+}
+
+/// The kernel from the products `−2 a·b` in place: a loop pulp compiles for
+/// the CPU's vector width (its body must be inlined into `with_simd`).
+struct KernelColumns<'a, P> {
+    p: &'a P,
+    a_norms: &'a [f64],
+    b_norms: &'a [f64],
+    out: &'a mut Mat<f64>,
+    factors: Option<&'a mut Mat<f64>>,
+}
+
+impl<P: KernelProfile> pulp::WithSimd for KernelColumns<'_, P> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let KernelColumns {
+            p,
+            a_norms,
+            b_norms,
+            out,
+            mut factors,
+        } = self;
+        for (j, &bn) in b_norms.iter().enumerate() {
+            let col = out.col_as_slice_mut(j);
+            match factors.as_deref_mut() {
+                None => {
+                    for (v, &an) in col.iter_mut().zip(a_norms) {
+                        *v = p.value(((*v + an) + bn).max(0.0));
+                    }
                 }
-            }
-            Some(f) => {
-                let fcol = f.col_as_slice_mut(j);
-                for ((v, s), &an) in col.iter_mut().zip(fcol.iter_mut()).zip(a_norms) {
-                    (*v, *s) = p.value_and_factor(((*v + an) + bn).max(0.0));
+                Some(f) => {
+                    let fcol = f.col_as_slice_mut(j);
+                    for ((v, s), &an) in col.iter_mut().zip(fcol.iter_mut()).zip(a_norms) {
+                        (*v, *s) = p.value_and_factor(((*v + an) + bn).max(0.0));
+                    }
                 }
             }
         }
@@ -214,6 +246,27 @@ pub(crate) fn pack_lower(m: &Mat<f64>) -> Vec<f64> {
 /// `y = S x` for a symmetric S stored as its packed lower triangle; each packed
 /// row is read once and contiguously.
 pub(crate) fn packed_symmetric_matvec(s: &[f64], x: &[f64], y: &mut [f64]) {
+    pulp::Arch::new().dispatch(PackedMatvec { s, x, y });
+}
+
+struct PackedMatvec<'a> {
+    s: &'a [f64],
+    x: &'a [f64],
+    y: &'a mut [f64],
+}
+
+impl pulp::WithSimd for PackedMatvec<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let PackedMatvec { s, x, y } = self;
+        packed_symmetric_matvec_scalar(s, x, y);
+    }
+}
+
+#[inline(always)]
+fn packed_symmetric_matvec_scalar(s: &[f64], x: &[f64], y: &mut [f64]) {
     y.fill(0.0);
     for i in 0..x.len() {
         let row = &s[packed_row(i)..packed_row(i) + i + 1];

@@ -406,14 +406,11 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
         let force_targets = forces.map(|f| {
             let mut t = Vec::with_capacity(3 * f.len());
             for (a, row) in f.iter().enumerate() {
-                for x in 0..3 {
-                    let prior = if self.prior.is_some() {
-                        ws.prior_forces[a][x]
-                    } else {
-                        0.0
-                    };
-                    t.push(row[x] - prior);
-                }
+                let prior = match self.prior {
+                    Some(_) => ws.prior_forces[a],
+                    None => [0.0; 3],
+                };
+                t.extend(row.iter().zip(prior).map(|(f, p)| f - p));
             }
             t
         });
@@ -654,18 +651,7 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
             self.descriptor
                 .compute(atoms, true, &mut ws.descriptor, &mut ws.features)?;
         }
-        let gp = p.gradient(ws.features.features(), e, s, sigma, &mut ws.predict)?;
-        forces.clear();
-        forces.resize(atoms.len(), [0.0; 3]);
-        let fs = &ws.features;
-        for c in 0..fs.n_centers() {
-            let g = ws.predict.centre_gradient(c);
-            for (a, out) in forces.iter_mut().enumerate() {
-                for (x, o) in out.iter_mut().enumerate() {
-                    *o -= crate::gpr::linalg::dot(fs.gradient_row(c, a, x), g);
-                }
-            }
-        }
+        let gp = p.forces(&ws.features, e, s, sigma, &mut ws.predict, forces)?;
         let mut energy = gp.energy + self.sae(atoms);
         if let Some(prior) = &self.prior {
             let pe = prior.energy_forces(atoms, &mut ws.prior, &mut ws.prior_forces)?;

@@ -22,6 +22,7 @@ use faer::{Accum, Mat, Par};
 use super::data::shape;
 use super::dense::{kernel_block, packed_row, packed_symmetric_matvec, row_norms, rows};
 use super::SparseError;
+use crate::descriptor::FeatureSet;
 use crate::isotropic::{IsotropicKernel, KernelProfile};
 use crate::kernel::squared_distance;
 
@@ -44,6 +45,10 @@ pub struct Predictor<K> {
     /// ‖X_m‖², derived.
     #[serde(skip)]
     norms: Vec<f64>,
+    /// X_m column-major, derived: the product with a structure's features reads
+    /// it without the strided packing a row-major operand needs.
+    #[serde(skip)]
+    inducing_cols: Mat<f64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -150,6 +155,7 @@ impl<K: IsotropicKernel> Predictor<K> {
         }
         Ok(Predictor {
             norms: row_norms(&inducing, n_features),
+            inducing_cols: rows(&inducing, n_features).to_owned(),
             kernel,
             n_features,
             inducing,
@@ -206,7 +212,7 @@ impl<K: IsotropicKernel> Predictor<K> {
     }
 
     fn check_x(&self, x: &[f64]) -> Result<usize, SparseError> {
-        if x.is_empty() || x.len() % self.n_features != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(self.n_features) {
             return Err(shape(format!(
                 "{} feature values for centres of {} features",
                 x.len(),
@@ -223,7 +229,7 @@ impl<K: IsotropicKernel> Predictor<K> {
         ws.x_norms.extend(row_norms(x, f));
         kernel_block(
             &self.kernel.profile(),
-            rows(&self.inducing, f),
+            self.inducing_cols.as_ref(),
             &self.norms,
             rows(x, f),
             &ws.x_norms,
@@ -326,6 +332,33 @@ impl<K: IsotropicKernel> Predictor<K> {
         Ok(pred)
     }
 
+    /// E (σ with `sigma`) of the structure whose features and gradient are
+    /// `features`, and the forces `−∂(energy_weight·E + sigma_weight·σ)/∂r` of
+    /// the GP part into `forces` (one row per atom, overwritten): the feature
+    /// gradient of [`Predictor::gradient`] through ∂x_c/∂r.
+    pub fn forces(
+        &self,
+        features: &FeatureSet,
+        energy_weight: f64,
+        sigma_weight: f64,
+        sigma: bool,
+        ws: &mut PredictWorkspace,
+        forces: &mut Vec<[f64; 3]>,
+    ) -> Result<StructurePrediction, SparseError> {
+        if !features.has_gradient() {
+            return Err(shape("forces need the descriptor's gradient".into()));
+        }
+        let pred = self.gradient(features.features(), energy_weight, sigma_weight, sigma, ws)?;
+        forces.clear();
+        forces.resize(features.n_atoms(), [0.0; 3]);
+        pulp::Arch::new().dispatch(Contract {
+            features,
+            gradient: &ws.gradient,
+            forces,
+        });
+        Ok(pred)
+    }
+
     /// E and σ from the kernel vectors in `ws.k`; leaves `D s` in `ws.d_sum`.
     fn energy_and_sigma(
         &self,
@@ -373,7 +406,35 @@ impl<K: IsotropicKernel> Predictor<K> {
     }
 }
 
-#[inline]
+/// `forces[a][x] = −Σ_c ∂x_c/∂r_{a,x} · g_c`, compiled for the CPU's vector width.
+struct Contract<'a> {
+    features: &'a FeatureSet,
+    gradient: &'a Mat<f64>,
+    forces: &'a mut [[f64; 3]],
+}
+
+impl pulp::WithSimd for Contract<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Contract {
+            features,
+            gradient,
+            forces,
+        } = self;
+        for c in 0..features.n_centers() {
+            let g = gradient.col_as_slice(c);
+            for (a, out) in forces.iter_mut().enumerate() {
+                for (x, o) in out.iter_mut().enumerate() {
+                    *o -= dot(features.gradient_row(c, a, x), g);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     crate::gpr::linalg::dot(a, b)
 }
