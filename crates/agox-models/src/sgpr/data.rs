@@ -440,18 +440,6 @@ impl<K: IsotropicKernel> TrainingSet<K> {
         v.resize(self.n_obs(), self.sigma_f * self.sigma_f);
         v
     }
-
-    /// Bytes of the numbers it holds (features, gradients, targets, inducing points).
-    pub fn payload_bytes(&self) -> usize {
-        let d = &self.data;
-        8 * (d.features.len()
-            + 3 * d.len()
-            + self.inducing.len()
-            + d.forces
-                .iter()
-                .map(|b| b.gradient.len() + b.targets.len() + 2)
-                .sum::<usize>())
-    }
 }
 
 fn setting(name: &'static str, value: f64, expected: &'static str) -> SparseError {

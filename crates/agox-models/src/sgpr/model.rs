@@ -427,7 +427,9 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
     /// may redraw them (see [`Sparsifier::Cur`]).
     pub fn set_inducing_indices(&mut self, indices: &[usize]) -> Result<(), SparseError> {
         let n_env = self.n_env();
-        let all = self.transfer.concat(&self.data)?;
+        if indices.is_empty() {
+            return Err(SparseError::NoInducing);
+        }
         let mut seen = vec![false; n_env];
         for &index in indices {
             if index >= n_env {
@@ -445,10 +447,18 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
                 });
             }
         }
-        if indices.is_empty() {
-            return Err(SparseError::NoInducing);
+        let f = self.descriptor.n_features();
+        let n_transfer = self.transfer.n_env();
+        let mut rows = Vec::with_capacity(indices.len() * f);
+        for &i in indices {
+            let (part, j) = if i < n_transfer {
+                (&self.transfer, i)
+            } else {
+                (&self.data, i - n_transfer)
+            };
+            rows.extend_from_slice(&part.features()[j * f..(j + 1) * f]);
         }
-        self.inducing = Some((gather(&all, indices), indices.to_vec()));
+        self.inducing = Some((rows, indices.to_vec()));
         self.predictor = None;
         Ok(())
     }

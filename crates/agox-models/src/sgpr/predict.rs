@@ -201,16 +201,6 @@ impl<K: IsotropicKernel> Predictor<K> {
         self.variance.is_some()
     }
 
-    /// Bytes of the numbers it holds: 8·(M·F + M + M(M+1)/2 + θ and bounds + 1).
-    pub fn payload_bytes(&self) -> usize {
-        let t = self.kernel.log_theta().len();
-        8 * (self.inducing.len()
-            + self.alpha.len()
-            + self.variance.as_ref().map_or(0, Vec::len)
-            + 3 * t
-            + 1)
-    }
-
     fn check_x(&self, x: &[f64]) -> Result<usize, SparseError> {
         if x.is_empty() || !x.len().is_multiple_of(self.n_features) {
             return Err(shape(format!(
