@@ -16,7 +16,6 @@ bench:
     cargo run --release --example bench_atoms
     cargo run --release --example bench_search
     cargo run --release --example bench_models
-    cargo run --release -p agox-models --example bench_sparse
 
 # Exactly what CI runs.
 ci:

@@ -62,21 +62,16 @@ fn template(json: &Value) -> Atoms {
     Atoms::default().with_cell(t.cell, t.pbc)
 }
 
-/// A model with the fixture's settings and training data, AGOX's inducing points,
-/// trained at AGOX's θ.
-fn global_model(
+/// A model with the fixture's settings, single-atom energies `sae` and training
+/// data (with forces when `forces`), AGOX's inducing points, trained at AGOX's θ.
+fn fixture_model<D: Descriptor>(
     json: &Value,
-    convention: GradientConvention,
+    descriptor: D,
     forces: bool,
-) -> (SparseGpr<Fingerprint>, TrainingSet<ConstantRbf>) {
+    sae: &[(u8, f64)],
+) -> SparseGpr<D> {
     let s = &json["settings"];
     let sigma = s["sigma_E"].as_f64().unwrap();
-    let params = FingerprintParams {
-        gradient: convention,
-        ..Default::default()
-    };
-    let first = atoms(&json["training"][0]);
-    let descriptor = Fingerprint::for_search(params, &template(json), &first.numbers).unwrap();
     let settings = SparseSettings {
         sigma_e: sigma,
         sigma_f: s["sigma_F"].as_f64().unwrap_or(sigma),
@@ -88,18 +83,19 @@ fn global_model(
         train_forces: forces,
         train_uncertainty: true,
     };
-    let mut model = SparseGpr::new(
-        descriptor,
-        Some(Repulsive::default()),
-        kernel(json),
-        settings,
-    )
-    .unwrap();
+    let prior = Some(Repulsive::default());
+    let mut model = SparseGpr::new(descriptor, prior, kernel(json), settings).unwrap();
+    model.set_single_atom_energies(sae).unwrap();
     let mut ws = SparseModelWorkspace::default();
     for t in json["training"].as_array().unwrap() {
-        let f = vec3s(&t["forces"]);
+        let f = forces.then(|| vec3s(&t["forces"]));
         model
-            .add(&atoms(t), t["energy"].as_f64().unwrap(), Some(&f), &mut ws)
+            .add(
+                &atoms(t),
+                t["energy"].as_f64().unwrap(),
+                f.as_deref(),
+                &mut ws,
+            )
             .unwrap();
     }
     model
@@ -107,6 +103,23 @@ fn global_model(
         .unwrap();
     let report = model.train(TrainOptions::default(), &mut ws).unwrap();
     assert!(report.outcomes.is_empty() && !report.sparsified);
+    model
+}
+
+/// Fixture A's or B's model, its Fingerprint gradient in `convention`, and its
+/// training set.
+fn global_model(
+    json: &Value,
+    convention: GradientConvention,
+    forces: bool,
+) -> (SparseGpr<Fingerprint>, TrainingSet<ConstantRbf>) {
+    let params = FingerprintParams {
+        gradient: convention,
+        ..Default::default()
+    };
+    let first = atoms(&json["training"][0]);
+    let descriptor = Fingerprint::for_search(params, &template(json), &first.numbers).unwrap();
+    let mut model = fixture_model(json, descriptor, forces, &[]);
     let set = model.training_set(TrainOptions::default()).unwrap();
     (model, set)
 }
@@ -251,45 +264,13 @@ fn global_fingerprint_force_training_matches_agox() {
 }
 
 fn local_model(json: &Value) -> SparseGpr<SimpleFingerprint> {
-    let s = &json["settings"];
     let descriptor = SimpleFingerprint::for_search(
         SimpleFingerprintParams::default(),
         &template(json),
         &[79, 29],
     )
     .unwrap();
-    let settings = SparseSettings {
-        sigma_e: s["sigma_E"].as_f64().unwrap(),
-        sigma_f: s["sigma_E"].as_f64().unwrap(),
-        jitter: s["jitter"].as_f64().unwrap(),
-        unc_jitter: s["unc_jitter"].as_f64().unwrap(),
-        centralize: s["centralize"].as_bool().unwrap(),
-        sparsifier: Sparsifier::Fixed,
-        n_optimize: 0,
-        train_forces: false,
-        train_uncertainty: true,
-    };
-    let mut model = SparseGpr::new(
-        descriptor,
-        Some(Repulsive::default()),
-        kernel(json),
-        settings,
-    )
-    .unwrap();
-    model
-        .set_single_atom_energies(&[(79, 3.8), (29, 3.51)])
-        .unwrap();
-    let mut ws = SparseModelWorkspace::default();
-    for t in json["training"].as_array().unwrap() {
-        model
-            .add(&atoms(t), t["energy"].as_f64().unwrap(), None, &mut ws)
-            .unwrap();
-    }
-    model
-        .set_inducing_indices(&usizes(&json["inducing_indices"]))
-        .unwrap();
-    model.train(TrainOptions::default(), &mut ws).unwrap();
-    model
+    fixture_model(json, descriptor, false, &[(79, 3.8), (29, 3.51)])
 }
 
 #[test]
