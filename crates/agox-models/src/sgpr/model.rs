@@ -426,6 +426,14 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
     /// in order), in the given order. With the `cur` sparsifier a later training
     /// may redraw them (see [`Sparsifier::Cur`]).
     pub fn set_inducing_indices(&mut self, indices: &[usize]) -> Result<(), SparseError> {
+        let rows = self.inducing_rows(indices)?;
+        self.inducing = Some((rows, indices.to_vec()));
+        self.predictor = None;
+        Ok(())
+    }
+
+    /// The environments `indices` (checked: in range, distinct, not empty), in order.
+    fn inducing_rows(&self, indices: &[usize]) -> Result<Vec<f64>, SparseError> {
         let n_env = self.n_env();
         if indices.is_empty() {
             return Err(SparseError::NoInducing);
@@ -458,9 +466,7 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
             };
             rows.extend_from_slice(&part.features()[j * f..(j + 1) * f]);
         }
-        self.inducing = Some((rows, indices.to_vec()));
-        self.predictor = None;
-        Ok(())
+        Ok(rows)
     }
 
     /// Whether the next training with `iteration` redraws the inducing points.
@@ -489,34 +495,52 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
         &mut self,
         opts: TrainOptions,
     ) -> Result<(TrainingSet<K>, bool), SparseError> {
-        let all = self.transfer.concat(&self.data)?;
-        if all.is_empty() {
+        if self.is_empty() {
             return Err(SparseError::NoData);
         }
-        let f = all.n_features();
         let sparsified = self.sparsification_due(opts.iteration);
         if sparsified {
             let indices = match self.settings.sparsifier {
                 Sparsifier::Cur { m_points } => {
+                    let all = self.transfer.concat(&self.data)?;
                     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
                     rng.set_stream(1);
-                    cur_select(all.features(), f, m_points, &mut rng)?
+                    cur_select(all.features(), all.n_features(), m_points, &mut rng)?
                 }
-                Sparsifier::All | Sparsifier::Fixed => (0..all.n_env()).collect(),
+                Sparsifier::All | Sparsifier::Fixed => (0..self.n_env()).collect(),
             };
-            self.inducing = Some((gather(&all, &indices), indices));
+            self.set_inducing_indices(&indices)?;
         }
         let inducing = match &self.inducing {
             Some((x, _)) => x.clone(),
             None => return Err(SparseError::NoInducing),
         };
+        Ok((self.assemble(inducing)?, sparsified))
+    }
+
+    /// The training set with the inducing points `indices` (as
+    /// [`SparseGpr::inducing_indices`] gives them), leaving the model's own
+    /// inducing points alone: a copy holding the same structures builds, from
+    /// the indices another copy drew, the same training set bit for bit.
+    pub fn training_set_for(&self, indices: &[usize]) -> Result<TrainingSet<K>, SparseError> {
+        let rows = self.inducing_rows(indices)?;
+        self.assemble(rows)
+    }
+
+    /// The training set of all structures (transfer data first) with these
+    /// inducing points: the targets centred when `centralize`.
+    fn assemble(&self, inducing: Vec<f64>) -> Result<TrainingSet<K>, SparseError> {
+        let all = self.transfer.concat(&self.data)?;
+        if all.is_empty() {
+            return Err(SparseError::NoData);
+        }
         let mean = if self.settings.centralize {
             all.energies().iter().sum::<f64>() / all.len() as f64
         } else {
             0.0
         };
         let s = &self.settings;
-        let set = TrainingSet::new(
+        TrainingSet::new(
             self.kernel.clone(),
             all,
             mean,
@@ -525,8 +549,7 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
             s.jitter,
             s.unc_jitter,
             s.train_uncertainty,
-        )?;
-        Ok((set, sparsified))
+        )
     }
 
     /// Installs a trained state (from [`TrainingSet::fit`], here or on another
@@ -730,16 +753,6 @@ fn push(
         .as_deref()
         .map(|t| (record.n_atoms, features.gradient(), t));
     data.push(features.features(), record.target, noise, forces)
-}
-
-/// Rows `indices` of the environments of `data`.
-fn gather(data: &SparseData, indices: &[usize]) -> Vec<f64> {
-    let f = data.n_features();
-    let mut out = Vec::with_capacity(indices.len() * f);
-    for &i in indices {
-        out.extend_from_slice(&data.features()[i * f..(i + 1) * f]);
-    }
-    out
 }
 
 impl<D: Descriptor, K: IsotropicKernel> Surrogate for SparseGpr<D, K> {

@@ -236,7 +236,11 @@ fn serial_and_split_searches_give_the_same_model_bit_for_bit() {
 
     // The coordinator's steps, with the evaluations on "workers": copies that
     // arrived serialized, evaluating in another order with their own buffers.
+    let worker_model = split.clone();
     let set = split.training_set(opts).unwrap();
+    // A copy holding the same structures rebuilds that set from the indices.
+    let indices = split.inducing_indices().unwrap();
+    assert_eq!(worker_model.training_set_for(indices).unwrap(), set);
     let bytes = rmp_serde::to_vec(&set).unwrap();
     let worker: TrainingSet<ConstantRbf> = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(worker, set);
