@@ -140,7 +140,7 @@ fn pooled_model(
     model.gpr_mut().settings.n_optimize = n_optimize;
     let mut ws = Default::default();
     for (a, e) in rows {
-        Surrogate::add(&mut model, a, *e, &mut ws).expect("row");
+        Surrogate::add(&mut model, a, *e, None, &mut ws).expect("row");
     }
     PooledSurrogate::add_to(
         pool,

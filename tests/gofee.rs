@@ -126,7 +126,7 @@ fn add_rows(model: &PooledSurrogate<GprModel>, data: &[(Atoms, f64)]) {
     let mut ws = ModelWorkspace::default();
     let mut m = model.handle().lock();
     for (a, e) in data {
-        assert!(Surrogate::add(&mut m.surrogate, a, *e, &mut ws).unwrap());
+        assert!(Surrogate::add(&mut m.surrogate, a, *e, None, &mut ws).unwrap());
     }
 }
 

@@ -26,6 +26,7 @@ use agox_pool::{Link, Module, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 use crate::calculator::{relax_in, CalculatorModule, RelaxFailed, RelaxOutcome, RelaxRequest};
+use crate::surrogate::sparse::SparseModel;
 use crate::surrogate::{Acquisition, Behind, ModelVersion, Surrogate, SurrogateModule};
 
 /// Pool key of the relaxation model.
@@ -45,6 +46,8 @@ pub enum RelaxModelKind {
 pub enum SurrogateLink {
     /// GOFEE's Gaussian process.
     Gpr(Link<SurrogateModule<GprModel>>),
+    /// The sparse Gaussian process.
+    SparseGpr(Link<SurrogateModule<SparseModel>>),
 }
 
 /// The model candidates are relaxed in (module type `"RelaxModel"`).
@@ -119,6 +122,9 @@ impl RelaxModel {
                 Ok(calculator.relax(atoms, request)?)
             }
             RelaxModelKind::Lcb(SurrogateLink::Gpr(link)) => {
+                self.relax_in_acquisition(ctx, link, atoms, request)
+            }
+            RelaxModelKind::Lcb(SurrogateLink::SparseGpr(link)) => {
                 self.relax_in_acquisition(ctx, link, atoms, request)
             }
         }

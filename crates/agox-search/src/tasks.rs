@@ -25,6 +25,7 @@ use crate::calculator::{
 };
 use crate::generators::{self, generate_task, GenFns, GenerateArgs, GenerateOutput};
 use crate::relax_model::{RelaxModel, RelaxModelError};
+use crate::surrogate::sparse::SparseModel;
 use crate::surrogate::{self, Behind, SurrogateFns};
 use agox_atoms::Atoms;
 use agox_models::model::GprModel;
@@ -74,6 +75,8 @@ pub struct SearchFns {
     pub evaluate_relax: FnHandle<EvaluateRelaxArgs, EvaluateRelaxOutput>,
     /// GOFEE's Gaussian process on the pool (its hyperparameter search).
     pub gpr: SurrogateFns<GprModel>,
+    /// The sparse Gaussian process on the pool (its hyperparameter search).
+    pub sparse_gpr: SurrogateFns<SparseModel>,
 }
 
 fn evaluate_relax_task(
@@ -116,12 +119,14 @@ pub fn register(reg: &mut Registry) -> SearchFns {
     let generate_relax = reg.function(GENERATE_RELAX_FN, generate_relax_task);
     let evaluate_relax = reg.function("agox_search.evaluate_relax", evaluate_relax_task);
     let gpr = surrogate::register::<GprModel>(reg);
+    let sparse_gpr = surrogate::register::<SparseModel>(reg);
     SearchFns {
         calculator,
         generators,
         generate_relax,
         evaluate_relax,
         gpr,
+        sparse_gpr,
     }
 }
 

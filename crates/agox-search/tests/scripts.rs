@@ -255,3 +255,45 @@ fn gofee_defaults_are_agox_gofee_config() {
         )
     );
 }
+
+#[test]
+fn sparse_model_defaults_are_agox_sparse_gpr_and_the_example_writes_them_out() {
+    use agox_search::script::{ModelSettings, SparseDescriptorSettings, SparseModelSettings};
+    let full =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_sparse_au8cu4.toml"))
+            .unwrap();
+    let Some(ModelSettings::SparseGpr(m)) = &full.model else {
+        panic!("a sparse model: {:?}", full.model)
+    };
+    // Every value written out is the default but n_optimize.
+    let d = SparseModelSettings::default();
+    assert_eq!(
+        m,
+        &SparseModelSettings {
+            n_optimize: 8,
+            ..d.clone()
+        }
+    );
+    assert_eq!((d.n_inducing, d.noise, d.centralize), (1000, 0.01, true));
+    assert!(matches!(
+        d.descriptor,
+        SparseDescriptorSettings::SimpleFingerprint(p)
+            if p == agox_models::simple_fingerprint::SimpleFingerprintParams::default()
+    ));
+    let k = d.kernel.kernel().unwrap();
+    assert_eq!(k, agox_models::isotropic::ConstantRbf::default());
+    // The same search as the full Gaussian process's example, model aside.
+    let gpr =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_au8cu4.toml")).unwrap();
+    assert_eq!(
+        (
+            &full.generators,
+            &full.sampler,
+            &full.relax,
+            &full.evaluator
+        ),
+        (&gpr.generators, &gpr.sampler, &gpr.relax, &gpr.evaluator)
+    );
+    let back: Script = serde_json::from_str(&full.to_json()).unwrap();
+    assert_eq!(back, full);
+}

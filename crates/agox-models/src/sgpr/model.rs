@@ -484,6 +484,30 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
         }
     }
 
+    /// Redraws the inducing points if the schedule says so (CUR from `opts.seed`);
+    /// true if it did. [`SparseGpr::training_set`] does this first; a pool that
+    /// builds every copy's training set with [`SparseGpr::training_set_for`] calls
+    /// it alone in the coordinator.
+    pub fn sparsify(&mut self, opts: TrainOptions) -> Result<bool, SparseError> {
+        if self.is_empty() {
+            return Err(SparseError::NoData);
+        }
+        if !self.sparsification_due(opts.iteration) {
+            return Ok(false);
+        }
+        let indices = match self.settings.sparsifier {
+            Sparsifier::Cur { m_points } => {
+                let all = self.transfer.concat(&self.data)?;
+                let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+                rng.set_stream(1);
+                cur_select(all.features(), all.n_features(), m_points, &mut rng)?
+            }
+            Sparsifier::All | Sparsifier::Fixed => (0..self.n_env()).collect(),
+        };
+        self.set_inducing_indices(&indices)?;
+        Ok(true)
+    }
+
     /// The training set for this training: the inducing points redrawn if due
     /// (CUR from `opts.seed`), the targets centred. This is what the workers of
     /// a pooled search need, once per training.
@@ -495,22 +519,7 @@ impl<D: Descriptor, K: IsotropicKernel> SparseGpr<D, K> {
         &mut self,
         opts: TrainOptions,
     ) -> Result<(TrainingSet<K>, bool), SparseError> {
-        if self.is_empty() {
-            return Err(SparseError::NoData);
-        }
-        let sparsified = self.sparsification_due(opts.iteration);
-        if sparsified {
-            let indices = match self.settings.sparsifier {
-                Sparsifier::Cur { m_points } => {
-                    let all = self.transfer.concat(&self.data)?;
-                    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-                    rng.set_stream(1);
-                    cur_select(all.features(), all.n_features(), m_points, &mut rng)?
-                }
-                Sparsifier::All | Sparsifier::Fixed => (0..self.n_env()).collect(),
-            };
-            self.set_inducing_indices(&indices)?;
-        }
+        let sparsified = self.sparsify(opts)?;
         let inducing = match &self.inducing {
             Some((x, _)) => x.clone(),
             None => return Err(SparseError::NoInducing),

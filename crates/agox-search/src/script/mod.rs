@@ -41,7 +41,10 @@ pub use environment::{Confinement, EnvironmentSettings};
 pub use error::{ScriptError, ScriptErrors};
 pub use evaluator::{EvaluatorKind, EvaluatorSettings};
 pub use generators::{CountSchedule, GeneratorKind, GeneratorSettings};
-pub use model::{GprModelSettings, KernelSettings, ModelSettings};
+pub use model::{
+    GprModelSettings, KernelSettings, ModelSettings, SparseDescriptorSettings,
+    SparseKernelSettings, SparseModelSettings,
+};
 pub use relax::{Optimizer, RelaxSettings};
 pub use sampler::SamplerSettings;
 pub use search::{Algorithm, SearchSettings};

@@ -483,7 +483,7 @@ impl Search {
             };
             Some(ModelStage::new(
                 &pool,
-                fns.gpr.clone(),
+                &fns,
                 &script,
                 &env,
                 seed,

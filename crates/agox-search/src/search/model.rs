@@ -24,7 +24,9 @@ use agox_atoms::Atoms;
 use agox_models::fingerprint::Fingerprint;
 use agox_models::gpr::GprSettings;
 use agox_models::lbfgsb::LbfgsbSettings;
-use agox_models::model::{GprModel, ModelWorkspace};
+use agox_models::model::GprModel;
+use agox_models::sgpr::{SparseGpr, SparseSettings, Sparsifier};
+use agox_models::simple_fingerprint::SimpleFingerprint;
 use agox_pool::{Handle, Pool};
 use serde::{Deserialize, Serialize};
 
@@ -34,10 +36,14 @@ use crate::candidate::Candidate;
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, SurrogateLink, RELAX_MODEL_KEY};
-use crate::script::{ModelSettings, Script};
+use crate::script::GprModelSettings;
+use crate::script::{ModelSettings, Script, SparseDescriptorSettings, SparseModelSettings};
+use crate::surrogate::sparse::{SparseDescriptor, SparseModel};
 use crate::surrogate::{
-    Behind, ModelFault, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule, TrainReport,
+    Behind, ModelFault, ModelVersion, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule,
+    TrainReport,
 };
+use crate::tasks::SearchFns;
 
 /// Pool key of the surrogate model.
 pub const MODEL_KEY: &str = "model";
@@ -73,9 +79,8 @@ pub struct ModelRecord {
     pub trainings: Vec<TrainingRecord>,
 }
 
-/// The Gaussian process a script's `[model]` describes, for `environment`.
-pub fn build_gpr(settings: &ModelSettings, env: &Environment) -> Result<GprModel, SearchError> {
-    let ModelSettings::Gpr(g) = settings;
+/// GOFEE's Gaussian process `settings` describe, for `env`.
+pub fn build_gpr(g: &GprModelSettings, env: &Environment) -> Result<GprModel, SearchError> {
     let fault = |e: &dyn std::fmt::Display| SearchError::Model(format!("gpr model: {e}"));
     let descriptor = Fingerprint::for_search(g.descriptor, &env.template, &env.numbers)
         .map_err(|e| fault(&e))?;
@@ -94,12 +99,140 @@ pub fn build_gpr(settings: &ModelSettings, env: &Environment) -> Result<GprModel
     .map_err(|e| fault(&e))
 }
 
+/// The sparse Gaussian process `settings` describe, for `env`; it trains the
+/// matrices of σ (the acquisition needs them).
+pub fn build_sparse(
+    s: &SparseModelSettings,
+    env: &Environment,
+) -> Result<SparseModel, SearchError> {
+    let fault = |e: &dyn std::fmt::Display| SearchError::Model(format!("sparse_gpr model: {e}"));
+    let descriptor = match s.descriptor {
+        SparseDescriptorSettings::SimpleFingerprint(p) => SparseDescriptor::SimpleFingerprint(
+            SimpleFingerprint::for_search(p, &env.template, &env.numbers).map_err(|e| fault(&e))?,
+        ),
+        SparseDescriptorSettings::Fingerprint(p) => SparseDescriptor::Fingerprint(
+            Fingerprint::for_search(p, &env.template, &env.numbers).map_err(|e| fault(&e))?,
+        ),
+    };
+    let kernel = s.kernel.kernel().map_err(|e| fault(&e))?;
+    let settings = SparseSettings {
+        sigma_e: s.noise,
+        sigma_f: s.noise_forces,
+        jitter: s.jitter,
+        unc_jitter: s.unc_jitter,
+        centralize: s.centralize,
+        sparsifier: Sparsifier::Cur {
+            m_points: s.n_inducing,
+        },
+        n_optimize: s.n_optimize,
+        train_forces: s.train_forces,
+        train_uncertainty: true,
+    };
+    let model = SparseGpr::new(descriptor, s.prior, kernel, settings).map_err(|e| fault(&e))?;
+    Ok(SparseModel::new(model))
+}
+
+/// The pooled model, of the kind the script chose.
+#[derive(Debug)]
+pub enum PooledModel {
+    /// GOFEE's Gaussian process.
+    Gpr(PooledSurrogate<GprModel>),
+    /// The sparse Gaussian process.
+    SparseGpr(PooledSurrogate<SparseModel>),
+}
+
+/// `$body` with `$s` bound to the [`PooledSurrogate`] of whichever kind.
+macro_rules! each_kind {
+    ($model:expr, $s:ident => $body:expr) => {
+        match $model {
+            PooledModel::Gpr($s) => $body,
+            PooledModel::SparseGpr($s) => $body,
+        }
+    };
+}
+
+impl PooledModel {
+    /// Its kind (`gpr`, `sparse_gpr`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PooledModel::Gpr(_) => GprModel::KIND,
+            PooledModel::SparseGpr(_) => SparseModel::KIND,
+        }
+    }
+
+    /// The link a relaxation in its acquisition resolves.
+    pub fn link(&self) -> SurrogateLink {
+        match self {
+            PooledModel::Gpr(s) => SurrogateLink::Gpr(s.link()),
+            PooledModel::SparseGpr(s) => SurrogateLink::SparseGpr(s.link()),
+        }
+    }
+
+    /// The driver's version.
+    pub fn version(&self) -> ModelVersion {
+        each_kind!(self, s => s.version())
+    }
+
+    /// True once the driver's copy is trained on its current rows.
+    pub fn is_trained(&self) -> bool {
+        each_kind!(self, s => s.is_trained())
+    }
+
+    /// Workers' copies brought up to date so far.
+    pub fn heals(&self) -> u64 {
+        each_kind!(self, s => s.heals())
+    }
+
+    /// The hyperparameters of the driver's copy.
+    pub fn hyperparameters(&self) -> Vec<f64> {
+        each_kind!(self, s => s.hyperparameters())
+    }
+
+    fn add(&mut self, candidates: &[Candidate]) -> Result<usize, ModelFault> {
+        each_kind!(self, s => s.add(candidates))
+    }
+
+    fn train_at(
+        &mut self,
+        pool: &Pool,
+        seed: u64,
+        iteration: u64,
+    ) -> Result<TrainReport, ModelFault> {
+        each_kind!(self, s => s.train_at(pool, seed, Some(iteration)))
+    }
+
+    fn heal(&mut self, pool: &Pool, behind: &Behind) -> Result<(), ModelFault> {
+        each_kind!(self, s => s.heal(pool, behind))
+    }
+
+    fn acquisition(&mut self, atoms: &Atoms, kappa: f64) -> Result<f64, ModelFault> {
+        each_kind!(self, s => s.acquisition(atoms, kappa))
+    }
+}
+
 /// The surrogate stage of a `gofee` search.
 #[derive(Debug)]
 pub struct ModelStage {
-    surrogate: PooledSurrogate<GprModel>,
+    surrogate: PooledModel,
     relax_model: Handle<RelaxModel>,
     record: ModelRecord,
+}
+
+/// Replays `stored` into `model` (see [`replay`]) and adds it to `pool`.
+fn pooled<S: Surrogate>(
+    pool: &Pool,
+    mut model: S,
+    fns: SurrogateFns<S>,
+    run_seed: u64,
+    stored: &BTreeMap<u64, Vec<Candidate>>,
+    earlier: Option<ModelRecord>,
+) -> Result<(PooledSurrogate<S>, ModelRecord), SearchError> {
+    let record = replay(&mut model, run_seed, stored, earlier)?;
+    let module = SurrogateModule::new(model).with_trainings(record.trainings.len() as u64);
+    Ok((
+        PooledSurrogate::add_to(pool, MODEL_KEY, module, fns)?,
+        record,
+    ))
 }
 
 impl ModelStage {
@@ -109,7 +242,7 @@ impl ModelStage {
     /// and the relaxation model (`[acquisition]`) to `pool`.
     pub fn new(
         pool: &Pool,
-        fns: SurrogateFns<GprModel>,
+        fns: &SearchFns,
         script: &Script,
         env: &Environment,
         run_seed: u64,
@@ -122,11 +255,26 @@ impl ModelStage {
                 script.search.algorithm.name()
             )));
         };
-        let mut model = build_gpr(settings, env)?;
-        let record = replay(&mut model, run_seed, stored, earlier)?;
-        let module = SurrogateModule::new(model).with_trainings(record.trainings.len() as u64);
-        let surrogate = PooledSurrogate::add_to(pool, MODEL_KEY, module, fns)?;
-        let mut relax = RelaxModel::lcb(SurrogateLink::Gpr(surrogate.link()), acquisition.kappa());
+        let (surrogate, record) = match settings {
+            ModelSettings::Gpr(g) => {
+                let model = build_gpr(g, env)?;
+                let (s, r) = pooled(pool, model, fns.gpr.clone(), run_seed, stored, earlier)?;
+                (PooledModel::Gpr(s), r)
+            }
+            ModelSettings::SparseGpr(g) => {
+                let model = build_sparse(g, env)?;
+                let (s, r) = pooled(
+                    pool,
+                    model,
+                    fns.sparse_gpr.clone(),
+                    run_seed,
+                    stored,
+                    earlier,
+                )?;
+                (PooledModel::SparseGpr(s), r)
+            }
+        };
+        let mut relax = RelaxModel::lcb(surrogate.link(), acquisition.kappa());
         if surrogate.is_trained() {
             relax.expected = Some(surrogate.version());
         }
@@ -144,7 +292,7 @@ impl ModelStage {
     }
 
     /// The pooled model.
-    pub fn surrogate(&self) -> &PooledSurrogate<GprModel> {
+    pub fn surrogate(&self) -> &PooledModel {
         &self.surrogate
     }
 
@@ -188,7 +336,7 @@ impl ModelStage {
         }
         let report = self
             .surrogate
-            .train(pool, model_seed(run_seed, iteration))?;
+            .train_at(pool, model_seed(run_seed, iteration), iteration)?;
         self.record.trainings.push(TrainingRecord {
             iteration,
             rows: report.rows,
@@ -228,21 +376,21 @@ pub fn read_record(dir: &Path) -> Result<Option<ModelRecord>, SearchError> {
 
 /// Adds `stored` to `model` iteration by iteration, ending trained as the run that
 /// stored them was (see the module docs); returns the record of its trainings.
-fn replay(
-    model: &mut GprModel,
+fn replay<S: Surrogate>(
+    model: &mut S,
     run_seed: u64,
     stored: &BTreeMap<u64, Vec<Candidate>>,
     earlier: Option<ModelRecord>,
 ) -> Result<ModelRecord, SearchError> {
-    let fault = |e: &dyn std::fmt::Display| SearchError::Model(format!("gpr model: {e}"));
+    let fault = |e: &dyn std::fmt::Display| SearchError::Model(format!("{} model: {e}", S::KIND));
     let earlier: Vec<TrainingRecord> = earlier
-        .filter(|r| r.kind == GprModel::KIND)
+        .filter(|r| r.kind == S::KIND)
         .map(|r| r.trainings)
         .unwrap_or_default();
     let n_hyper = model.hyperparameters().len();
-    let mut ws = ModelWorkspace::default();
+    let mut ws = S::Workspace::default();
     let mut record = ModelRecord {
-        kind: GprModel::KIND.to_owned(),
+        kind: S::KIND.to_owned(),
         trainings: Vec::new(),
     };
     // The last recorded training not yet applied, while the record agrees with
@@ -253,7 +401,10 @@ fn replay(
         let mut added = 0;
         for c in cands {
             if let Some(e) = c.energy.filter(|e| e.is_finite()) {
-                if Surrogate::add(model, &c.atoms, e, &mut ws).map_err(|e| fault(&e))? {
+                if model
+                    .add(&c.atoms, e, c.forces.as_deref(), &mut ws)
+                    .map_err(|e| fault(&e))?
+                {
                     added += 1;
                 }
             }
@@ -261,6 +412,12 @@ fn replay(
         if added == 0 {
             continue;
         }
+        // What this training prepared (the sparse model's inducing points, drawn
+        // on its schedule), whether or not it is recorded.
+        let seed = model_seed(run_seed, iteration);
+        model
+            .prepare(seed, Some(iteration))
+            .map_err(|e| fault(&e))?;
         let k = record.trainings.len();
         if consistent {
             match earlier.get(k) {
@@ -281,7 +438,6 @@ fn replay(
         if let Some(h) = pending.take() {
             model.restore(&h).map_err(|e| fault(&e))?;
         }
-        let seed = model_seed(run_seed, iteration);
         let mut outcomes = Vec::new();
         for start in model.search_starts(seed) {
             outcomes.push(model.run_start(&start).map_err(|e| fault(&e))?);
@@ -291,7 +447,11 @@ fn replay(
             iteration,
             rows: model.n_rows(),
             hyperparameters,
-            neg_log_likelihood: outcomes.iter().map(GprModel::score).min_by(f64::total_cmp),
+            neg_log_likelihood: outcomes
+                .iter()
+                .map(S::score)
+                .filter(|s| s.is_finite())
+                .min_by(f64::total_cmp),
         });
     }
     if let Some(h) = pending {

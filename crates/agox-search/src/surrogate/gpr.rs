@@ -37,6 +37,7 @@ impl Surrogate for GprModel {
         &mut self,
         atoms: &Atoms,
         energy: f64,
+        _forces: Option<&[[f64; 3]]>,
         ws: &mut ModelWorkspace,
     ) -> Result<bool, ModelError> {
         GprModel::add(self, atoms, energy, ws)

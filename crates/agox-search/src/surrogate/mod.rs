@@ -51,6 +51,7 @@
 //! one an undisturbed run gives.
 
 pub mod gpr;
+pub mod sparse;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -96,12 +97,13 @@ pub trait Surrogate: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Why the model cannot do what was asked.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Adds a structure and its energy to the training rows; false when the model
-    /// leaves it out (AGOX's energy filter).
+    /// Adds a structure, its energy and its forces (if computed) to the training
+    /// rows; false when the model leaves it out (AGOX's energy filter).
     fn add(
         &mut self,
         atoms: &Atoms,
         energy: f64,
+        forces: Option<&[[f64; 3]]>,
         ws: &mut Self::Workspace,
     ) -> Result<bool, Self::Error>;
     /// Number of training rows.
@@ -114,6 +116,14 @@ pub trait Surrogate: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// continue this copy's rows or overlap them (the rows this copy holds already
     /// are skipped).
     fn append_rows(&mut self, rows: &Self::Rows) -> Result<(), Self::Error>;
+    /// Prepares, in the driver, the training drawn from `seed` at `iteration`
+    /// (`None` outside a run) before the rows go to the workers: what the copies
+    /// need besides the rows travels with them (the sparse model's inducing
+    /// points). True when the workers must receive the `rows` attribute even if
+    /// no row was added.
+    fn prepare(&mut self, _seed: u64, _iteration: Option<u64>) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
     /// The units of a search drawn from `seed`.
     fn search_starts(&self, seed: u64) -> Vec<Self::Start>;
     /// Runs one unit on this copy's rows.
@@ -530,7 +540,7 @@ impl<S: Surrogate> PooledSurrogate<S> {
             };
             if module
                 .surrogate
-                .add(&c.atoms, e, &mut self.ws)
+                .add(&c.atoms, e, c.forces.as_deref(), &mut self.ws)
                 .map_err(model_fault::<S>)?
             {
                 added += 1;
@@ -539,15 +549,32 @@ impl<S: Surrogate> PooledSurrogate<S> {
         Ok(added)
     }
 
-    /// Trains on the rows: sends the new rows to the workers, runs the search
-    /// drawn from `seed` as pool tasks, keeps the best in the driver, fits, and
-    /// sends the trained state to the workers.
+    /// Trains on the rows outside a run ([`train_at`](Self::train_at) without an
+    /// iteration).
     pub fn train(&mut self, pool: &Pool, seed: u64) -> Result<TrainReport, ModelFault> {
+        self.train_at(pool, seed, None)
+    }
+
+    /// Trains on the rows: prepares the training drawn from `seed` at `iteration`
+    /// ([`Surrogate::prepare`]), sends the new rows to the workers, runs the
+    /// search drawn from `seed` as pool tasks, keeps the best in the driver, fits,
+    /// and sends the trained state to the workers.
+    pub fn train_at(
+        &mut self,
+        pool: &Pool,
+        seed: u64,
+        iteration: Option<u64>,
+    ) -> Result<TrainReport, ModelFault> {
         let key = self.handle.key().to_owned();
-        // 1. The new rows, only those.
+        // 1. The new rows, only those, with what the training needs besides.
         let (rows, behind) = {
-            let m = self.handle.lock();
-            (m.surrogate.n_rows(), m.synced_rows != m.surrogate.n_rows())
+            let mut m = self.handle.lock();
+            let prepared = m
+                .surrogate
+                .prepare(seed, iteration)
+                .map_err(model_fault::<S>)?;
+            let rows = m.surrogate.n_rows();
+            (rows, prepared || m.synced_rows != rows)
         };
         let rows_sync = if behind {
             let r = pool.synchronize_module(&key, Some(&["rows"]))?;
@@ -612,7 +639,11 @@ impl<S: Surrogate> PooledSurrogate<S> {
         Ok(TrainReport {
             rows,
             starts: n_starts,
-            best_score: outcomes.iter().map(S::score).min_by(f64::total_cmp),
+            best_score: outcomes
+                .iter()
+                .map(S::score)
+                .filter(|s| s.is_finite())
+                .min_by(f64::total_cmp),
             hyperparameters,
             rows_sync,
             state_sync,
