@@ -31,6 +31,22 @@
 //!   workers (`rss_peak_mb_n500_parts`) with a Gaussian process of 500 rows trained
 //!   and 10 candidates relaxed in its LCB on the workers, measured in a child
 //!   process so that nothing else of this benchmark counts;
+//! * `sgpr_search8_ms_n1000_w2` (part `sparse`): the sparse Gaussian process's θ
+//!   search — 8 θ (the current one and 7 seeded draws) on 1000 Au8Cu4 structures,
+//!   SimpleFingerprint, 1000 inducing points by CUR — as pool tasks on 2 workers:
+//!   wall time from the first task sent to the last answer, each worker building
+//!   its training set from its structures and the inducing indices once, then
+//!   evaluating its share. `sgpr_search8_ms_n1000_serial` is the same search on a
+//!   pool of no workers (every task in this process, one after the other),
+//!   measured interleaved; `sgpr_search8_speedup_w2` their ratio,
+//!   `sgpr_search8_cpu_balance_w2` the two workers' CPU time over the busiest
+//!   one's; `sgpr_train_ms_n1000_w2` the whole pooled training (inducing points,
+//!   rows, search, fit with σ's matrices, the predictor to the workers) and
+//!   `sgpr_train_busiest_worker_cpu_ms_w2` the CPU time of the busier worker in it
+//!   (the search's wall time when each worker has a core of its own);
+//!   `sgpr_rows_bytes_n1000_w2`, `sgpr_state_bytes_n1000_w2` what a training
+//!   sent to both workers (the inducing indices — the structures were in the
+//!   module when it was added; the predictor). AGOX serial: 27 s for the 8 θ;
 //! * `load_average`: the machine's 1-minute load when the benchmark ended.
 //!
 //! Each figure is the median over `AGOX_BENCH_REPS` runs (default 5). AGOX with Ray
@@ -52,8 +68,10 @@ use agox::search::environment::Environment;
 use agox::search::generators::{GenerateRequest, Generator, GeneratorModule, RandomGenerator};
 use agox::search::registry;
 use agox::search::relax_model::{RelaxModel, SurrogateLink};
-use agox::search::script::Script;
+use agox::search::script::{Script, SparseModelSettings};
+use agox::search::search::model::build_sparse;
 use agox::search::search::{Search, Summary};
+use agox::search::surrogate::sparse::SparseModel;
 use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateModule};
 use agox::search::tasks::{self, PipelineArgs, Relaxation};
 
@@ -383,6 +401,96 @@ fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The sparse model (SimpleFingerprint, 1000 inducing points, 8 θ) holding
+/// `rows`, on `pool`.
+fn pooled_sparse(pool: &Pool, rows: &[(Atoms, f64)]) -> PooledSurrogate<SparseModel> {
+    // Au8Cu4 in the 12 Å box of the clusters.
+    let env = Environment::from_script(
+        &Script::parse(GOFEE_AGOX_MEASURED, Path::new("sparse.toml"))
+            .expect("script")
+            .environment,
+    );
+    assert_eq!(env.numbers, rows[0].0.numbers);
+    let settings = SparseModelSettings {
+        n_optimize: 8,
+        n_inducing: 1000,
+        ..SparseModelSettings::default()
+    };
+    let mut model = build_sparse(&settings, &env).expect("sparse model");
+    let mut ws = Default::default();
+    for (a, e) in rows {
+        model.add(a, *e, None, &mut ws).expect("structure");
+    }
+    PooledSurrogate::add_to(
+        pool,
+        "model",
+        SurrogateModule::new(model),
+        tasks::handles().sparse_gpr,
+    )
+    .expect("model on the pool")
+}
+
+/// One pooled training of the sparse model: its report and the workers' CPU
+/// time during it.
+fn sparse_training(
+    pool: &Pool,
+    model: &mut PooledSurrogate<SparseModel>,
+    seed: u64,
+) -> (agox::search::surrogate::TrainReport, Vec<f64>) {
+    let cpu0: Vec<f64> = pool.worker_pids().into_iter().map(cpu_s).collect();
+    let report = model.train(pool, seed).expect("training");
+    let cpu = pool
+        .worker_pids()
+        .into_iter()
+        .map(cpu_s)
+        .zip(cpu0)
+        .map(|(b, a)| b - a)
+        .collect();
+    (report, cpu)
+}
+
+fn sparse_part(reps: usize, put: &mut impl FnMut(&str, serde_json::Value)) {
+    let rows = training_rows(1000);
+    let (reg0, _) = registry::build();
+    let (reg2, _) = registry::build();
+    let pool0 = Pool::start(reg0, PoolConfig::with_workers(0)).expect("pool");
+    let pool2 = Pool::start(reg2, PoolConfig::with_workers(2)).expect("pool");
+    let mut serial = pooled_sparse(&pool0, &rows);
+    let mut parallel = pooled_sparse(&pool2, &rows);
+    // The first training sends all structures; later ones only the indices.
+    let (first, _) = sparse_training(&pool2, &mut parallel, 1);
+    sparse_training(&pool0, &mut serial, 1);
+    let (mut s0, mut s2, mut t2) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut balance, mut busiest_ms) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let seed = 100 + rep as u64;
+        let (one, _) = sparse_training(&pool0, &mut serial, seed);
+        let t = Instant::now();
+        let (two, cpu) = sparse_training(&pool2, &mut parallel, seed);
+        t2.push(t.elapsed().as_secs_f64() * 1e3);
+        // The same θ, bit for bit, however the search was split.
+        assert_eq!(one.hyperparameters, two.hyperparameters);
+        s0.push(one.search_s * 1e3);
+        s2.push(two.search_s * 1e3);
+        let busiest = cpu.iter().copied().fold(0.0, f64::max);
+        balance.push(cpu.iter().sum::<f64>() / busiest);
+        busiest_ms.push(busiest * 1e3);
+    }
+    let (s0, s2) = (median(s0), median(s2));
+    put("sgpr_search8_ms_n1000_w2", s2.into());
+    put("sgpr_search8_ms_n1000_serial", s0.into());
+    put("sgpr_search8_speedup_w2", (s0 / s2).into());
+    put("sgpr_search8_cpu_balance_w2", median(balance).into());
+    put("sgpr_train_ms_n1000_w2", median(t2).into());
+    put(
+        "sgpr_train_busiest_worker_cpu_ms_w2",
+        median(busiest_ms).into(),
+    );
+    put("sgpr_rows_bytes_n1000_w2", first.rows_sync.bytes.into());
+    put("sgpr_state_bytes_n1000_w2", first.state_sync.bytes.into());
+    put("agox_sgpr_search8_ms_n1000_serial", 27000.into());
+}
+
 fn main() {
     if std::env::var_os("AGOX_BENCH_MEMORY_CHILD").is_some() {
         memory_child();
@@ -489,6 +597,10 @@ fn main() {
         put("rss_peak_mb_n500", total.into());
         put("rss_peak_mb_n500_parts", memory);
         put("agox_rss_peak_mb_w2", 1200.into());
+    }
+
+    if part("sparse") {
+        sparse_part(reps, &mut put);
     }
 
     put("reps", reps.into());

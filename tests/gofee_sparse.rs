@@ -28,6 +28,14 @@ use rand_chacha::ChaCha8Rng;
 /// iteration, 20 inducing points (fewer than the environments from the third
 /// iteration on, so CUR chooses), 3 θ per training.
 fn script_text(iterations: u64, seed: u64) -> String {
+    script_with_model(
+        iterations,
+        seed,
+        "kind = \"sparse_gpr\"\nn_optimize = 3\nn_inducing = 20",
+    )
+}
+
+fn script_with_model(iterations: u64, seed: u64, model: &str) -> String {
     format!(
         r#"
 [search]
@@ -53,9 +61,7 @@ n_rattle = 2
 count = {{ 0 = 0, 2 = 2 }}
 
 [model]
-kind = "sparse_gpr"
-n_optimize = 3
-n_inducing = 20
+{model}
 
 [relax]
 steps = 40
@@ -64,8 +70,12 @@ steps = 40
 }
 
 fn script_in(dir: &Path, iterations: u64, seed: u64, out: &str) -> Script {
+    script_from(dir, &script_text(iterations, seed), out)
+}
+
+fn script_from(dir: &Path, text: &str, out: &str) -> Script {
     let path = dir.join(format!("{out}.toml"));
-    std::fs::write(&path, script_text(iterations, seed)).unwrap();
+    std::fs::write(&path, text).unwrap();
     let mut s = Script::load(&path).unwrap_or_else(|e| panic!("{e}"));
     s.search.output = dir.join(out);
     s
@@ -286,4 +296,27 @@ fn gofee_with_the_sparse_model_runs_end_to_end_alike_on_0_and_2_workers_and_resu
     let again = script_in(tmp.path(), 4, 21, "parts");
     Search::resume(again, pool(2)).unwrap().run().unwrap();
     assert_eq!((bits(&stored(&out)), read_record(&out)), runs[0]);
+}
+
+#[test]
+fn gofee_with_the_sparse_model_on_the_global_fingerprint_trains_on_forces_alike_on_0_and_2_workers()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let model = "kind = \"sparse_gpr\"\nn_optimize = 2\nn_inducing = 5\ntrain_forces = true\n\
+                 noise = 0.2\ndescriptor = { kind = \"fingerprint\" }";
+    let mut runs = Vec::new();
+    for workers in [0, 2] {
+        let script = script_from(
+            tmp.path(),
+            &script_with_model(3, 8, model),
+            &format!("f{workers}"),
+        );
+        let out = script.search.output.clone();
+        let summary = Search::new(script, pool(workers)).unwrap().run().unwrap();
+        assert!(summary.surrogate_steps > 0);
+        let record = read_record(&out);
+        assert_eq!(record.trainings.len(), 3);
+        runs.push((bits(&stored(&out)), record));
+    }
+    assert_eq!(runs[0], runs[1]);
 }

@@ -296,4 +296,15 @@ fn sparse_model_defaults_are_agox_sparse_gpr_and_the_example_writes_them_out() {
     );
     let back: Script = serde_json::from_str(&full.to_json()).unwrap();
     assert_eq!(back, full);
+    // The global Fingerprint with its own keys, and the kmeans sampler clusters by it.
+    let g = Script::load(Path::new(INPUTS).join("good/gofee_sparse_fingerprint.toml")).unwrap();
+    let Some(m @ ModelSettings::SparseGpr(s)) = &g.model else {
+        panic!("a sparse model: {:?}", g.model)
+    };
+    assert!(matches!(
+        s.descriptor,
+        SparseDescriptorSettings::Fingerprint(f) if f.rc1 == 5.0
+    ));
+    assert!(s.train_forces && s.n_inducing == 200 && s.noise == 0.2);
+    assert_eq!(m.descriptor().rc1, 5.0);
 }

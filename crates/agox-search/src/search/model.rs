@@ -110,9 +110,9 @@ pub fn build_sparse(
         SparseDescriptorSettings::SimpleFingerprint(p) => SparseDescriptor::SimpleFingerprint(
             SimpleFingerprint::for_search(p, &env.template, &env.numbers).map_err(|e| fault(&e))?,
         ),
-        SparseDescriptorSettings::Fingerprint(p) => SparseDescriptor::Fingerprint(
+        SparseDescriptorSettings::Fingerprint(p) => SparseDescriptor::Fingerprint(Box::new(
             Fingerprint::for_search(p, &env.template, &env.numbers).map_err(|e| fault(&e))?,
-        ),
+        )),
     };
     let kernel = s.kernel.kernel().map_err(|e| fault(&e))?;
     let settings = SparseSettings {
@@ -136,9 +136,9 @@ pub fn build_sparse(
 #[derive(Debug)]
 pub enum PooledModel {
     /// GOFEE's Gaussian process.
-    Gpr(PooledSurrogate<GprModel>),
+    Gpr(Box<PooledSurrogate<GprModel>>),
     /// The sparse Gaussian process.
-    SparseGpr(PooledSurrogate<SparseModel>),
+    SparseGpr(Box<PooledSurrogate<SparseModel>>),
 }
 
 /// `$body` with `$s` bound to the [`PooledSurrogate`] of whichever kind.
@@ -259,7 +259,7 @@ impl ModelStage {
             ModelSettings::Gpr(g) => {
                 let model = build_gpr(g, env)?;
                 let (s, r) = pooled(pool, model, fns.gpr.clone(), run_seed, stored, earlier)?;
-                (PooledModel::Gpr(s), r)
+                (PooledModel::Gpr(Box::new(s)), r)
             }
             ModelSettings::SparseGpr(g) => {
                 let model = build_sparse(g, env)?;
@@ -271,7 +271,7 @@ impl ModelStage {
                     stored,
                     earlier,
                 )?;
-                (PooledModel::SparseGpr(s), r)
+                (PooledModel::SparseGpr(Box::new(s)), r)
             }
         };
         let mut relax = RelaxModel::lcb(surrogate.link(), acquisition.kappa());

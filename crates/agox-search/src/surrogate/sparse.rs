@@ -47,7 +47,7 @@ pub enum SparseDescriptor {
     /// AGOX's `SimpleFingerprint`.
     SimpleFingerprint(SimpleFingerprint),
     /// The global Fingerprint.
-    Fingerprint(Fingerprint),
+    Fingerprint(Box<Fingerprint>),
 }
 
 /// Buffers of a [`SparseDescriptor`].
