@@ -7,113 +7,25 @@
 
 use std::path::Path;
 
-use agox::atoms::emt::Emt;
-use agox::atoms::{Atoms, Calculator};
+use agox::atoms::Atoms;
 use agox::models::model::{GprModel, ModelWorkspace};
 use agox::pool::{FnHandle, Link, Pool, PoolConfig, Registry, TaskContext, TaskError};
-use agox::search::candidate::Candidate;
-use agox::search::db::Database;
 use agox::search::environment::Environment;
-use agox::search::generators::{Generator, RandomGenerator};
-use agox::search::registry;
 use agox::search::script::Script;
-use agox::search::search::{ModelRecord, Search, Summary, DB_FILE, MODEL_FILE, SUMMARY_FILE};
+use agox::search::search::{ModelRecord, Search, Summary, MODEL_FILE, SUMMARY_FILE};
 use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule};
 use agox::search::tasks;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-/// A small GOFEE search: Au4Cu2 in EMT, 6 candidates per iteration, relaxation in
-/// the acquisition from iteration 1, one evaluation (2 stored points) per iteration.
-fn script_text(iterations: u64, seed: u64) -> String {
-    format!(
-        r#"
-[search]
-algorithm = "gofee"
-iterations = {iterations}
-seed = {seed}
-
-[environment]
-symbols = "Au4Cu2"
-cell = [10.0, 10.0, 10.0]
-confinement = {{ corner = [3.0, 3.0, 3.0], size = [4.0, 4.0, 4.0] }}
-
-[calculator]
-kind = "emt"
-
-[[generator]]
-kind = "random"
-count = {{ 0 = 4, 2 = 2 }}
-
-[[generator]]
-kind = "rattle"
-n_rattle = 2
-count = {{ 0 = 0, 2 = 2 }}
-
-[model]
-n_optimize = 3
-
-[relax]
-steps = 40
-"#
-    )
-}
+#[path = "support/gofee.rs"]
+mod support;
+use support::{bits, pool, script_from, script_with_model, stored, training_structures};
 
 fn script_in(dir: &Path, iterations: u64, seed: u64, out: &str) -> Script {
-    let path = dir.join(format!("{out}.toml"));
-    std::fs::write(&path, script_text(iterations, seed)).unwrap();
-    let mut s = Script::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    s.search.output = dir.join(out);
-    s
-}
-
-fn pool(workers: usize) -> Pool {
-    let (reg, _) = registry::build();
-    Pool::start(reg, PoolConfig::with_workers(workers)).unwrap()
-}
-
-fn stored(dir: &Path) -> Vec<Candidate> {
-    Database::open_existing(dir.join(DB_FILE))
-        .unwrap()
-        .read_all()
-        .unwrap()
-}
-
-/// Energies and positions, bit for bit.
-fn fingerprint(cands: &[Candidate]) -> Vec<(u64, Vec<[u64; 3]>)> {
-    cands
-        .iter()
-        .map(|c| {
-            (
-                c.energy.unwrap().to_bits(),
-                c.atoms
-                    .positions
-                    .iter()
-                    .map(|p| p.map(f64::to_bits))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-/// Random Au4Cu2 clusters in the script's box with their EMT energies.
-fn training_structures(n: usize, seed: u64) -> (Environment, Vec<(Atoms, f64)>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let script = script_in(tmp.path(), 1, 1, "env");
-    let env = Environment::from_script(&script.environment);
-    let gen = Generator::Random(RandomGenerator::default());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut emt = Emt::new();
-    // Random placement in a small box sometimes fails: take the ones it makes.
-    let data = std::iter::repeat_with(|| gen.generate(&env, None, &mut rng))
-        .filter_map(Result::ok)
-        .take(n)
-        .map(|c| {
-            let e = emt.calculate(&c.atoms, false).unwrap().energy;
-            (c.atoms, e)
-        })
-        .collect();
-    (env, data)
+    script_from(
+        dir,
+        &script_with_model(iterations, seed, "n_optimize = 3"),
+        out,
+    )
 }
 
 fn gofee_model(env: &Environment, n_optimize: usize) -> GprModel {
@@ -361,7 +273,7 @@ fn gofee_runs_end_to_end_and_gives_the_same_database_on_0_and_2_workers() {
                 .unwrap();
         assert_eq!(s.algorithm, "gofee");
         assert_eq!(s.calculator_calls, 10);
-        runs.push((fingerprint(&all), record));
+        runs.push((bits(&all), record));
     }
     assert_eq!(runs[0], runs[1]);
 }
@@ -381,10 +293,7 @@ fn resumed_gofee_run_gives_the_database_of_an_uninterrupted_one() {
     let mut resumed = Search::resume(again, pool(2)).unwrap();
     assert_eq!(resumed.next_iteration(), 3);
     resumed.run().unwrap();
-    assert_eq!(
-        fingerprint(&stored(&parts_out)),
-        fingerprint(&stored(&full_out))
-    );
+    assert_eq!(bits(&stored(&parts_out)), bits(&stored(&full_out)));
     let read = |p: &Path| -> ModelRecord {
         serde_json::from_str(&std::fs::read_to_string(p.join(MODEL_FILE)).unwrap()).unwrap()
     };
@@ -412,10 +321,7 @@ fn resumed_gofee_run_gives_the_database_of_an_uninterrupted_one() {
     .unwrap();
     let again = script_in(tmp.path(), 6, 4, "killed");
     Search::resume(again, pool(0)).unwrap().run().unwrap();
-    assert_eq!(
-        fingerprint(&stored(&killed_out)),
-        fingerprint(&stored(&full_out))
-    );
+    assert_eq!(bits(&stored(&killed_out)), bits(&stored(&full_out)));
     assert_eq!(read(&killed_out), read(&full_out));
 }
 
@@ -423,7 +329,8 @@ fn resumed_gofee_run_gives_the_database_of_an_uninterrupted_one() {
 fn gofee_relaxes_only_once_the_model_is_trained() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("s.toml");
-    let text = script_text(2, 8).replace("steps = 40", "steps = 40\nstart_iteration = 0");
+    let text = script_with_model(2, 8, "n_optimize = 3")
+        .replace("steps = 40", "steps = 40\nstart_iteration = 0");
     std::fs::write(&path, text).unwrap();
     let mut script = Script::load(&path).unwrap();
     assert_eq!(script.relax.as_ref().unwrap().start_iteration, 0);
@@ -457,5 +364,5 @@ fn a_worker_killed_during_a_gofee_run_changes_no_result() {
     assert!(search.pool().stats().total_restarts() >= 2);
     let heals = search.model().unwrap().surrogate().heals();
     assert!(heals >= 2, "{heals} heals");
-    assert_eq!(fingerprint(&stored(&out)), fingerprint(&stored(&quiet_out)));
+    assert_eq!(bits(&stored(&out)), bits(&stored(&quiet_out)));
 }

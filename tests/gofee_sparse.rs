@@ -7,26 +7,23 @@
 
 use std::path::Path;
 
-use agox::atoms::emt::Emt;
-use agox::atoms::{Atoms, Calculator};
+use agox::atoms::Atoms;
 use agox::pool::{FnHandle, Link, Pool, PoolConfig, Registry, TaskContext, TaskError};
-use agox::search::candidate::Candidate;
-use agox::search::db::Database;
 use agox::search::environment::Environment;
-use agox::search::generators::{Generator, RandomGenerator};
-use agox::search::registry;
 use agox::search::script::{Script, SparseModelSettings};
 use agox::search::search::model::build_sparse;
-use agox::search::search::{ModelRecord, Search, DB_FILE, MODEL_FILE};
+use agox::search::search::{ModelRecord, Search, MODEL_FILE};
 use agox::search::surrogate::sparse::SparseModel;
 use agox::search::surrogate::{PooledSurrogate, Surrogate, SurrogateModule};
 use agox::search::tasks;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-/// A small GOFEE search with the sparse model: Au4Cu2 in EMT, 6 candidates per
-/// iteration, 20 inducing points (fewer than the environments from the third
-/// iteration on, so CUR chooses), 3 θ per training.
+#[path = "support/gofee.rs"]
+mod support;
+use support::{bits, pool, script_from, script_with_model, stored, training_structures};
+
+/// The small search of `support` with the sparse model: 20 inducing points (fewer
+/// than the environments from the third iteration on, so CUR chooses), 3 θ per
+/// training.
 fn script_text(iterations: u64, seed: u64) -> String {
     script_with_model(
         iterations,
@@ -35,98 +32,8 @@ fn script_text(iterations: u64, seed: u64) -> String {
     )
 }
 
-fn script_with_model(iterations: u64, seed: u64, model: &str) -> String {
-    format!(
-        r#"
-[search]
-algorithm = "gofee"
-iterations = {iterations}
-seed = {seed}
-
-[environment]
-symbols = "Au4Cu2"
-cell = [10.0, 10.0, 10.0]
-confinement = {{ corner = [3.0, 3.0, 3.0], size = [4.0, 4.0, 4.0] }}
-
-[calculator]
-kind = "emt"
-
-[[generator]]
-kind = "random"
-count = {{ 0 = 4, 2 = 2 }}
-
-[[generator]]
-kind = "rattle"
-n_rattle = 2
-count = {{ 0 = 0, 2 = 2 }}
-
-[model]
-{model}
-
-[relax]
-steps = 40
-"#
-    )
-}
-
 fn script_in(dir: &Path, iterations: u64, seed: u64, out: &str) -> Script {
     script_from(dir, &script_text(iterations, seed), out)
-}
-
-fn script_from(dir: &Path, text: &str, out: &str) -> Script {
-    let path = dir.join(format!("{out}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let mut s = Script::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    s.search.output = dir.join(out);
-    s
-}
-
-fn pool(workers: usize) -> Pool {
-    let (reg, _) = registry::build();
-    Pool::start(reg, PoolConfig::with_workers(workers)).unwrap()
-}
-
-fn stored(dir: &Path) -> Vec<Candidate> {
-    Database::open_existing(dir.join(DB_FILE))
-        .unwrap()
-        .read_all()
-        .unwrap()
-}
-
-/// Energies and positions, bit for bit.
-fn bits(cands: &[Candidate]) -> Vec<(u64, Vec<[u64; 3]>)> {
-    cands
-        .iter()
-        .map(|c| {
-            (
-                c.energy.unwrap().to_bits(),
-                c.atoms
-                    .positions
-                    .iter()
-                    .map(|p| p.map(f64::to_bits))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-/// Random Au4Cu2 clusters in the script's box with their EMT energies.
-fn training_structures(n: usize, seed: u64) -> (Environment, Vec<(Atoms, f64)>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let script = script_in(tmp.path(), 1, 1, "env");
-    let env = Environment::from_script(&script.environment);
-    let gen = Generator::Random(RandomGenerator::default());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut emt = Emt::new();
-    let data = std::iter::repeat_with(|| gen.generate(&env, None, &mut rng))
-        .filter_map(Result::ok)
-        .take(n)
-        .map(|c| {
-            let e = emt.calculate(&c.atoms, false).unwrap().energy;
-            (c.atoms, e)
-        })
-        .collect();
-    (env, data)
 }
 
 /// The sparse model with SimpleFingerprint, `n_optimize` θ per training and 30

@@ -280,36 +280,19 @@ fn descriptor(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<FingerprintParams>
 
 fn kernel(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<KernelSettings> {
     let d = KernelSettings::default();
-    let amplitude_v = keys.get("amplitude");
-    let amplitude_bounds_v = keys.get("amplitude_bounds");
+    let scales = read_scales(
+        cx,
+        &mut keys,
+        Scales {
+            amplitude: d.amplitude,
+            amplitude_bounds: d.amplitude_bounds,
+            length_scale: d.length_scale,
+            length_scale_bounds: d.length_scale_bounds,
+        },
+    );
     let beta_v = keys.get("beta");
-    let length_v = keys.get("length_scale");
-    let length_bounds_v = keys.get("length_scale_bounds");
     let noise_v = keys.get("noise");
     let key = |k: &str| keys.key(k);
-    let amplitude_bounds = amplitude_bounds_v.map_or(Some(d.amplitude_bounds), |v| {
-        cx.bounds(v, &key("amplitude_bounds"))
-    });
-    let length_scale_bounds = length_bounds_v.map_or(Some(d.length_scale_bounds), |v| {
-        cx.bounds(v, &key("length_scale_bounds"))
-    });
-    let at = keys.at();
-    let amplitude = start_within(
-        cx,
-        amplitude_v,
-        &key("amplitude"),
-        at,
-        d.amplitude,
-        amplitude_bounds,
-    );
-    let length_scale = start_within(
-        cx,
-        length_v,
-        &key("length_scale"),
-        at,
-        d.length_scale,
-        length_scale_bounds,
-    );
     let beta = beta_v.map_or(Some(d.beta), |v| match cx.positive(v, &key("beta")) {
         Some(b) if b < 1.0 => Some(b),
         Some(_) => {
@@ -322,12 +305,13 @@ fn kernel(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<KernelSettings> {
     if !keys.finish(cx) {
         return None;
     }
+    let scales = scales?;
     Some(KernelSettings {
-        amplitude: amplitude?,
-        amplitude_bounds: amplitude_bounds?,
+        amplitude: scales.amplitude,
+        amplitude_bounds: scales.amplitude_bounds,
         beta: beta?,
-        length_scale: length_scale?,
-        length_scale_bounds: length_scale_bounds?,
+        length_scale: scales.length_scale,
+        length_scale_bounds: scales.length_scale_bounds,
         noise: noise?,
     })
 }
@@ -537,6 +521,39 @@ fn start_within(
 /// `[model.kernel]` of a sparse model: `C(amplitude)·RBF(length_scale)`.
 fn sparse_kernel(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<SparseKernelSettings> {
     let d = SparseKernelSettings::default();
+    let scales = read_scales(
+        cx,
+        &mut keys,
+        Scales {
+            amplitude: d.amplitude,
+            amplitude_bounds: d.amplitude_bounds,
+            length_scale: d.length_scale,
+            length_scale_bounds: d.length_scale_bounds,
+        },
+    );
+    if !keys.finish(cx) {
+        return None;
+    }
+    let scales = scales?;
+    Some(SparseKernelSettings {
+        amplitude: scales.amplitude,
+        amplitude_bounds: scales.amplitude_bounds,
+        length_scale: scales.length_scale,
+        length_scale_bounds: scales.length_scale_bounds,
+    })
+}
+
+/// A kernel's starting amplitude and length scale with their bounds.
+struct Scales {
+    amplitude: f64,
+    amplitude_bounds: [f64; 2],
+    length_scale: f64,
+    length_scale_bounds: [f64; 2],
+}
+
+/// `amplitude`, `amplitude_bounds`, `length_scale`, `length_scale_bounds` (defaults
+/// `d`); a starting value outside its bounds is an error of the value.
+fn read_scales(cx: &mut Ctx<'_>, keys: &mut Keys<'_>, d: Scales) -> Option<Scales> {
     let amplitude_v = keys.get("amplitude");
     let amplitude_bounds_v = keys.get("amplitude_bounds");
     let length_v = keys.get("length_scale");
@@ -565,10 +582,7 @@ fn sparse_kernel(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<SparseKernelSet
         d.length_scale,
         length_scale_bounds,
     );
-    if !keys.finish(cx) {
-        return None;
-    }
-    Some(SparseKernelSettings {
+    Some(Scales {
         amplitude: amplitude?,
         amplitude_bounds: amplitude_bounds?,
         length_scale: length_scale?,
