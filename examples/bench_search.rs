@@ -72,7 +72,7 @@ use agox::search::script::{Script, SparseModelSettings};
 use agox::search::search::model::build_sparse;
 use agox::search::search::{Search, Summary};
 use agox::search::surrogate::sparse::SparseModel;
-use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateModule};
+use agox::search::surrogate::{Answer, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule};
 use agox::search::tasks::{self, PipelineArgs, Relaxation};
 
 #[path = "support/clusters.rs"]
@@ -156,17 +156,22 @@ fn pooled_model(
     let template = Atoms::default().with_cell(rows[0].0.cell, [false; 3]);
     let mut model = GprModel::gofee(&template, &rows[0].0.numbers).expect("model");
     model.gpr_mut().settings.n_optimize = n_optimize;
-    let mut ws = Default::default();
+    on_pool(pool, model, rows, tasks::handles().gpr)
+}
+
+/// `model` with `rows` added, on `pool`.
+fn on_pool<S: Surrogate>(
+    pool: &Pool,
+    mut model: S,
+    rows: &[(Atoms, f64)],
+    fns: SurrogateFns<S>,
+) -> PooledSurrogate<S> {
+    let mut ws = S::Workspace::default();
     for (a, e) in rows {
-        Surrogate::add(&mut model, a, *e, None, &mut ws).expect("row");
+        model.add(a, *e, None, &mut ws).expect("row");
     }
-    PooledSurrogate::add_to(
-        pool,
-        "model",
-        SurrogateModule::new(model),
-        tasks::handles().gpr,
-    )
-    .expect("model on the pool")
+    PooledSurrogate::add_to(pool, "model", SurrogateModule::new(model), fns)
+        .expect("model on the pool")
 }
 
 /// One hyperparameter search of 8 starts on `pool`.
@@ -416,18 +421,8 @@ fn pooled_sparse(pool: &Pool, rows: &[(Atoms, f64)]) -> PooledSurrogate<SparseMo
         n_inducing: 1000,
         ..SparseModelSettings::default()
     };
-    let mut model = build_sparse(&settings, &env).expect("sparse model");
-    let mut ws = Default::default();
-    for (a, e) in rows {
-        model.add(a, *e, None, &mut ws).expect("structure");
-    }
-    PooledSurrogate::add_to(
-        pool,
-        "model",
-        SurrogateModule::new(model),
-        tasks::handles().sparse_gpr,
-    )
-    .expect("model on the pool")
+    let model = build_sparse(&settings, &env).expect("sparse model");
+    on_pool(pool, model, rows, tasks::handles().sparse_gpr)
 }
 
 /// One pooled training of the sparse model: its report and the workers' CPU

@@ -188,15 +188,20 @@ impl SparseModel {
         Ok(())
     }
 
+    /// The training set of the current structures and inducing points, built on
+    /// first use.
     fn training_set(&mut self) -> Result<&TrainingSet<ConstantRbf>, SparseModelError> {
-        if self.set.is_none() {
-            let indices = self
-                .model
-                .inducing_indices()
-                .ok_or(SparseModelError::NotPrepared)?;
-            self.set = Some(self.model.training_set_for(indices)?);
-        }
-        self.set.as_ref().ok_or(SparseModelError::NotPrepared)
+        let set = match self.set.take() {
+            Some(set) => set,
+            None => {
+                let indices = self
+                    .model
+                    .inducing_indices()
+                    .ok_or(SparseModelError::NotPrepared)?;
+                self.model.training_set_for(indices)?
+            }
+        };
+        Ok(self.set.insert(set))
     }
 
     fn fit(&mut self, theta: &[f64]) -> Result<(), SparseModelError> {
@@ -288,9 +293,11 @@ impl Surrogate for SparseModel {
     }
 
     fn run_start(&mut self, start: &Vec<f64>) -> Result<ThetaOutcome, SparseModelError> {
-        self.training_set()?;
-        let set = self.set.as_ref().ok_or(SparseModelError::NotPrepared)?;
-        Ok(set.evaluate(start, &mut self.lml)?)
+        // The workspace is taken out while the training set borrows the model.
+        let mut lml = std::mem::take(&mut self.lml);
+        let outcome = self.training_set()?.evaluate(start, &mut lml);
+        self.lml = lml;
+        Ok(outcome?)
     }
 
     fn conclude(&mut self, outcomes: &[ThetaOutcome]) -> Result<Vec<f64>, SparseModelError> {
