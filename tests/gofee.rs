@@ -18,7 +18,9 @@ use agox::search::tasks;
 
 #[path = "support/gofee.rs"]
 mod support;
-use support::{bits, pool, script_from, script_with_model, stored, training_structures};
+use support::{
+    bits, kill_worker, pool, script_from, script_with_model, stored, training_structures,
+};
 
 fn script_in(dir: &Path, iterations: u64, seed: u64, out: &str) -> Script {
     script_from(
@@ -186,16 +188,6 @@ fn a_search_unit_on_a_copy_that_missed_rows_says_so_and_computes_nothing() {
             .contains("worker 0's copy of the model holds 0 rows"),
         "{behind}"
     );
-}
-
-/// SIGKILLs worker `slot` of `pool` (the pool replaces it at its next use).
-fn kill_worker(pool: &Pool, slot: usize) {
-    let pid = pool.worker_pids()[slot];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
 }
 
 #[test]

@@ -19,7 +19,9 @@ use agox::search::tasks;
 
 #[path = "support/gofee.rs"]
 mod support;
-use support::{bits, pool, script_from, script_with_model, stored, training_structures};
+use support::{
+    bits, kill_worker, pool, script_from, script_with_model, stored, training_structures,
+};
 
 /// The small search of `support` with the sparse model: 20 inducing points (fewer
 /// than the environments from the third iteration on, so CUR chooses), 3 θ per
@@ -94,12 +96,7 @@ fn search_thetas(workers: usize, kill: bool) -> (Vec<Vec<u64>>, Vec<Bits>) {
     let mut thetas = Vec::new();
     for (k, chunk) in data.chunks(12).enumerate() {
         if kill && k > 0 {
-            let pid = pool.worker_pids()[k % 2];
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
+            kill_worker(&pool, k % 2);
         }
         add_rows(&model, chunk);
         let report = model.train(&pool, 1000 + k as u64).unwrap();
@@ -226,4 +223,29 @@ fn gofee_with_the_sparse_model_on_the_global_fingerprint_trains_on_forces_alike_
         runs.push((bits(&stored(&out)), record));
     }
     assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn a_worker_killed_during_a_gofee_run_with_the_sparse_model_changes_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = script_in(tmp.path(), 5, 31, "quiet");
+    let quiet_out = quiet.search.output.clone();
+    Search::new(quiet, pool(2)).unwrap().run().unwrap();
+
+    let script = script_in(tmp.path(), 5, 31, "killed");
+    let out = script.search.output.clone();
+    let mut search = Search::new(script, pool(2)).unwrap();
+    for it in 0..5 {
+        if it == 2 || it == 4 {
+            // After trainings: the replacements' copies hold none of the
+            // structures, and the latest state does not fit them.
+            kill_worker(search.pool(), it % 2);
+        }
+        search.run_iteration().unwrap();
+    }
+    search.finish(false).unwrap();
+    assert!(search.pool().stats().total_restarts() >= 2);
+    let heals = search.model().unwrap().surrogate().heals();
+    assert!(heals >= 2, "{heals} heals");
+    assert_eq!(bits(&stored(&out)), bits(&stored(&quiet_out)));
 }

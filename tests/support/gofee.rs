@@ -109,3 +109,13 @@ pub fn training_structures(n: usize, seed: u64) -> (Environment, Vec<(Atoms, f64
         .collect();
     (env, data)
 }
+
+/// SIGKILLs worker `slot` of `pool` (the pool replaces it at its next use).
+pub fn kill_worker(pool: &Pool, slot: usize) {
+    let pid = pool.worker_pids()[slot];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
