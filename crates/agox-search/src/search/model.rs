@@ -1,9 +1,11 @@
-//! The loop's surrogate stage (`gofee`): the pooled model, the relaxation model
-//! that relaxes in its acquisition, and the record of every training.
+//! The loop's surrogate stage (`gofee`): the pooled model of the kind the script
+//! chose ([`PooledModel`]: GOFEE's Gaussian process or the sparse one), the
+//! relaxation model that relaxes in its acquisition, and the record of every
+//! training.
 //!
 //! After each store the stored structures become training rows and the model is
 //! retrained with its hyperparameter search on the pool
-//! ([`PooledSurrogate::train`]), the search drawn from the seed
+//! ([`PooledSurrogate::train_at`]), the search drawn from the seed
 //! `(run seed, iteration)`; then the relaxation model is told the version the
 //! workers' copies must be at.
 //!
@@ -11,7 +13,8 @@
 //! A training's result depends on the rows and on the hyperparameters the previous
 //! training ended at (the first start of a search). Each training's outcome is
 //! recorded in `model.json` (`iteration`, `rows`, `hyperparameters`), written after
-//! the training. A resumed run adds the stored structures in storage order, fits
+//! the training. A resumed run adds the stored structures in storage order,
+//! prepares each training again (the sparse model's inducing points), fits
 //! at the last recorded training that matches the database, and repeats (serially,
 //! in the driver: a search gives the same result anywhere) any training the record
 //! lacks — a run killed between its store and its record — so it continues with
@@ -36,8 +39,9 @@ use crate::candidate::Candidate;
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, SurrogateLink, RELAX_MODEL_KEY};
-use crate::script::GprModelSettings;
-use crate::script::{ModelSettings, Script, SparseDescriptorSettings, SparseModelSettings};
+use crate::script::{
+    GprModelSettings, ModelSettings, Script, SparseDescriptorSettings, SparseModelSettings,
+};
 use crate::surrogate::sparse::{SparseDescriptor, SparseModel};
 use crate::surrogate::{
     Behind, ModelFault, ModelVersion, PooledSurrogate, Surrogate, SurrogateFns, SurrogateModule,
