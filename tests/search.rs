@@ -148,6 +148,16 @@ fn lj_loop_stores_every_evaluation_and_writes_outputs() {
     assert_eq!(s.iterations_done, 6);
     assert!(!s.interrupted);
     assert_eq!(s.sync.syncs, 6);
+    // Every calculation of the calculator is counted: each relaxation's steps + 1,
+    // and one single point per evaluation (basin hopping evaluates every candidate).
+    assert_eq!(s.relax_failures, 0);
+    let relax_calls: u64 = all.iter().map(|c| c.meta.relax_steps.unwrap() + 1).sum();
+    assert_eq!(s.calculator_calls, relax_calls + n as u64);
+    assert_eq!(s.surrogate_steps, 0);
+    assert_eq!(
+        all.last().unwrap().meta.calculator_calls,
+        Some(s.calculator_calls)
+    );
 }
 
 #[test]

@@ -178,3 +178,69 @@ fn ctrl_c_writes_the_summary_and_exits_130() {
     assert_eq!(summary["evaluations"], n);
     assert_eq!(n, 2 * summary["iterations_done"].as_u64().unwrap());
 }
+
+#[test]
+fn gofee_runs_through_the_binary_and_counts_calculator_calls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("gofee.toml");
+    std::fs::write(
+        &script,
+        r#"
+[search]
+algorithm = "gofee"
+iterations = 4
+seed = 3
+
+[environment]
+symbols = "Au4Cu2"
+cell = [10.0, 10.0, 10.0]
+confinement = { corner = [3.0, 3.0, 3.0], size = [4.0, 4.0, 4.0] }
+
+[calculator]
+kind = "emt"
+
+[[generator]]
+kind = "random"
+count = 4
+
+[relax]
+steps = 30
+"#,
+    )
+    .unwrap();
+    let dir = tmp.path().join("out");
+    let out = run(&[
+        "run",
+        s(&script),
+        "--workers",
+        "2",
+        "--output",
+        s(&dir),
+        "-v",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `-v` shows each training: its rows and what went to the workers.
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("model: 8 rows"), "{log}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["algorithm"], "gofee");
+    // A single point and one BFGS step per iteration, both stored.
+    assert_eq!(summary["calculator_calls"], 8);
+    assert_eq!(energies(&dir).len(), 8);
+    assert!(summary["surrogate_steps"].as_u64().unwrap() > 0);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    assert_eq!(record["trainings"].as_array().unwrap().len(), 4);
+    // `analyze` reads the calls.
+    let out = run(&["analyze", s(&dir)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -175,25 +175,7 @@ impl Kernel {
 
     /// Checks that θ and the bounds are finite and θ within them.
     pub fn validate(&self) -> Result<(), KernelError> {
-        for (index, (&value, &[lower, upper])) in self.theta.iter().zip(&self.bounds).enumerate() {
-            let err = |expected| KernelError::Theta {
-                index,
-                value,
-                lower,
-                upper,
-                expected,
-            };
-            if !(value.is_finite() && lower.is_finite() && upper.is_finite()) {
-                return Err(err("finite numbers"));
-            }
-            if lower > upper {
-                return Err(err("lower bound <= upper bound"));
-            }
-            if value < lower || value > upper {
-                return Err(err("θ within its bounds"));
-            }
-        }
-        Ok(())
+        crate::isotropic::validate_log_theta(&self.theta, &self.bounds)
     }
 
     /// The plain hyperparameters.

@@ -2,18 +2,22 @@
 //! Fingerprint descriptor with its exact derivative, the repulsive prior, a
 //! Gaussian process with GOFEE's kernel and its L-BFGS-B hyperparameter search,
 //! the lower-confidence-bound acquisition as a [`Calculator`](agox_atoms::Calculator),
-//! and k-means for the KMeans sampler. `docs/models.md` gives the formulas, AGOX's
-//! settings, where we differ from AGOX and the measured figures.
+//! and k-means for the KMeans sampler; and AGOX's `SparseGPR` with its local
+//! `SimpleFingerprint`. `docs/models.md` and `docs/sparse-gpr.md` give the
+//! formulas, AGOX's settings, where we differ from AGOX and the measured figures.
 //!
 //! | module | owns |
 //! | --- | --- |
 //! | [`descriptor`] | the interface of global and local descriptors: features and their position gradient |
 //! | [`fingerprint`] | AGOX's global Fingerprint (radial + angular), its exact gradient, a bounded-interval `erf` |
+//! | [`simple_fingerprint`] | AGOX's local SimpleFingerprint (a radial histogram per atom) with its analytic gradient |
 //! | [`kernel`] | `C·(β·RBF(ℓ₁) + (1−β)·RBF(ℓ₂)) + noise`, θ in log space, its feature and θ gradients |
+//! | [`isotropic`] | the interface of kernels of the squared distance (θ, bounds, k, ∂k/∂x), `C·RBF` |
 //! | [`prior`] | AGOX's `Repulsive` prior with forces and periodic images |
 //! | [`gpr`] | training rows, the trained state, log P and its gradient, the search's starts, prediction |
 //! | [`lbfgsb`] | bounded quasi-Newton minimization with scipy's semantics |
-//! | [`model`] | descriptor + prior + Gaussian process on structures; the LCB calculator |
+//! | [`model`] | descriptor + prior + Gaussian process on structures; the `Surrogate` trait and the LCB calculator |
+//! | [`sgpr`] | the sparse GP (projected process): CUR inducing points, force training, the likelihood without the dense matrix, the seeded θ search, prediction |
 //! | [`kmeans`] | seeded k-means++ and Lloyd iterations |
 //!
 //! The Gaussian process's state splits along what a pool worker needs:
@@ -21,6 +25,8 @@
 //! the hyperparameter search, and [`gpr::TrainedState`] in addition for
 //! prediction. One hyperparameter start ([`gpr::Gpr::optimize_start`]) depends
 //! only on the rows and its θ₀, so starts run on any worker give the serial result.
+//! The sparse GP splits the same way: [`sgpr::TrainingSet`] (once per training)
+//! for its θ evaluations, [`sgpr::Predictor`] after training.
 //!
 //! ```
 //! use agox_atoms::optimize::{relax, RelaxOptions};
@@ -50,8 +56,12 @@
 pub mod descriptor;
 pub mod fingerprint;
 pub mod gpr;
+pub mod isotropic;
 pub mod kernel;
 pub mod kmeans;
 pub mod lbfgsb;
 pub mod model;
 pub mod prior;
+pub mod sgpr;
+pub mod simple_fingerprint;
+mod vexp;

@@ -11,8 +11,6 @@
 //! copy needs only the new rows. The two differ only if a structure more than
 //! 1000 eV above a later minimum was added earlier.
 
-use std::borrow::Borrow;
-
 use agox_atoms::{Atoms, CalcError, Calculator, Evaluation};
 
 use crate::descriptor::{Descriptor, DescriptorError, FeatureSet};
@@ -263,36 +261,101 @@ fn add_forces(a: &mut [[f64; 3]], b: &[[f64; 3]]) {
     }
 }
 
+/// A surrogate model an acquisition can relax in: `E − κσ` and its forces at a
+/// structure, in one call. [`GprModel`] and the sparse GP
+/// ([`SparseGpr`](crate::sgpr::SparseGpr)) implement it; references, boxes and
+/// `Arc`s of a surrogate are surrogates too.
+pub trait Surrogate {
+    /// The scratch of a call; keep one per caller.
+    type Workspace: Default + Send;
+    /// Why a call failed.
+    type Error: std::fmt::Display;
+
+    /// `E − κσ` and its forces `−∂(E − κσ)/∂r` into `forces` (resized, overwritten).
+    fn acquisition(
+        &self,
+        atoms: &Atoms,
+        kappa: f64,
+        ws: &mut Self::Workspace,
+        forces: &mut Vec<[f64; 3]>,
+    ) -> Result<Acquisition, Self::Error>;
+}
+
+impl Surrogate for GprModel {
+    type Workspace = ModelWorkspace;
+    type Error = ModelError;
+
+    fn acquisition(
+        &self,
+        atoms: &Atoms,
+        kappa: f64,
+        ws: &mut ModelWorkspace,
+        forces: &mut Vec<[f64; 3]>,
+    ) -> Result<Acquisition, ModelError> {
+        GprModel::acquisition(self, atoms, kappa, ws, forces)
+    }
+}
+
+macro_rules! forward_surrogate {
+    ($($wrapper:ty),*) => {$(
+        impl<S: Surrogate + ?Sized> Surrogate for $wrapper {
+            type Workspace = S::Workspace;
+            type Error = S::Error;
+
+            fn acquisition(
+                &self,
+                atoms: &Atoms,
+                kappa: f64,
+                ws: &mut S::Workspace,
+                forces: &mut Vec<[f64; 3]>,
+            ) -> Result<Acquisition, S::Error> {
+                (**self).acquisition(atoms, kappa, ws, forces)
+            }
+        }
+    )*};
+}
+
+forward_surrogate!(&S, Box<S>, std::sync::Arc<S>);
+
 /// GOFEE's lower-confidence-bound acquisition `E − κσ` as a calculator, so a
 /// candidate relaxes in it with the ordinary optimizers (AGOX's
 /// `LowerConfidenceBoundAcquisitor` calculator; κ = 2 in GOFEE's config). It
-/// holds the model by anything that borrows one: a reference (a worker relaxing
-/// in its own copy), an `Arc`, or the model itself.
-#[derive(Debug)]
-pub struct Lcb<M> {
+/// holds any [`Surrogate`]: a reference (a worker relaxing in its own copy), an
+/// `Arc`, or the model itself.
+pub struct Lcb<M: Surrogate> {
     model: M,
     /// κ.
     pub kappa: f64,
-    ws: ModelWorkspace,
+    ws: M::Workspace,
     forces: Vec<[f64; 3]>,
     last: Option<Acquisition>,
 }
 
-impl<M: Borrow<GprModel>> Lcb<M> {
+impl<M: Surrogate + std::fmt::Debug> std::fmt::Debug for Lcb<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lcb")
+            .field("model", &self.model)
+            .field("kappa", &self.kappa)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Surrogate> Lcb<M> {
     /// The acquisition of `model` with weight `kappa`.
     pub fn new(model: M, kappa: f64) -> Self {
         Lcb {
             model,
             kappa,
-            ws: ModelWorkspace::default(),
+            ws: M::Workspace::default(),
             forces: Vec::new(),
             last: None,
         }
     }
 
     /// The model.
-    pub fn model(&self) -> &GprModel {
-        self.model.borrow()
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
     /// Energy and σ behind the last value computed.
@@ -301,7 +364,7 @@ impl<M: Borrow<GprModel>> Lcb<M> {
     }
 }
 
-impl<M: Borrow<GprModel> + Send> Calculator for Lcb<M> {
+impl<M: Surrogate + Send> Calculator for Lcb<M> {
     fn name(&self) -> &'static str {
         "lcb"
     }
@@ -309,7 +372,6 @@ impl<M: Borrow<GprModel> + Send> Calculator for Lcb<M> {
     fn calculate(&mut self, atoms: &Atoms, _stress: bool) -> Result<Evaluation, CalcError> {
         let a = self
             .model
-            .borrow()
             .acquisition(atoms, self.kappa, &mut self.ws, &mut self.forces)
             .map_err(|e| CalcError::Invalid {
                 calculator: "lcb",

@@ -3,21 +3,30 @@
 //! The loop ([`crate::search`]), the evaluator and the script checker ask an
 //! [`Algorithm`] instead of matching on it themselves:
 //!
-//! | question | `rss` | `bh` |
-//! | --- | --- | --- |
-//! | sampler ([`Algorithm::sampler`]) | `lowest` when a generator needs parents, else none | required (`[sampler]`) |
-//! | model candidates relax in ([`Algorithm::relaxation_model`]) | the calculator | the calculator |
-//! | which candidates are evaluated ([`Algorithm::choose`]) | all, or the `[evaluator] count` lowest model energies | all |
-//! | next iteration's candidates may start early ([`Algorithm::lookahead_is_exact`]) | when no generator needs a parent and evaluation is a single point in the driver | never |
+//! | question | `rss` | `bh` | `gofee` |
+//! | --- | --- | --- | --- |
+//! | sampler ([`Algorithm::sampler`]) | `lowest` when a generator needs parents, else none | required (`[sampler]`) | `kmeans` unless given |
+//! | generators when none are given ([`Algorithm::default_generators`]) | – (required) | – (required) | AGOX's: random, then random and rattle |
+//! | model candidates relax in ([`Algorithm::relaxation_model`]) | the calculator | the calculator | the acquisition `E − κσ` of the trained model |
+//! | `[relax]` defaults ([`Algorithm::relax_defaults`]) | 200 steps from iteration 0 | 200 steps from iteration 0 | 100 steps from iteration 1 (AGOX's `start_relax = 2`) |
+//! | candidates whose relaxation took no step ([`Algorithm::drops_unmoved`]) | kept | kept | dropped (AGOX) |
+//! | which candidates are evaluated ([`Algorithm::choose`]) | all, or the `[evaluator] count` lowest model energies | all | the lowest acquisition values, tried in order until `count` (1) succeed ([`Algorithm::replaces_failed_evaluations`]) |
+//! | `[evaluator]` defaults ([`Algorithm::evaluator_defaults`]) | single point of all | single point of all | a single point and one BFGS step, both stored |
+//! | a model trained on every stored structure ([`Algorithm::trains_model`]) | no | no | yes, after every store |
+//! | next iteration's candidates may start early ([`Algorithm::lookahead_is_exact`]) | when no generator needs a parent and evaluation is a single point in the driver | never | never |
 //!
 //! In every algorithm the evaluator calculates in the real calculator, the iteration's
-//! evaluations are stored in one transaction and then offered to the sampler.
+//! evaluations are stored in one transaction and then offered to the model (if any)
+//! and the sampler.
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::script::{CalculatorSettings, EvaluatorKind, GeneratorSettings, SamplerSettings};
+use crate::script::{
+    CalculatorSettings, CountSchedule, EvaluatorKind, EvaluatorSettings, GeneratorKind,
+    GeneratorSettings, Optimizer, SamplerSettings,
+};
 
 /// The search algorithm (`[search] algorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +36,9 @@ pub enum Algorithm {
     Rss,
     /// Basin hopping: modify the current structure, relax, Metropolis accept.
     Bh,
+    /// GOFEE: relax candidates in the lower confidence bound of a Gaussian process
+    /// trained on every evaluation, evaluate the most promising.
+    Gofee,
 }
 
 /// The model a candidate is relaxed in on the workers.
@@ -34,6 +46,17 @@ pub enum Algorithm {
 pub enum RelaxationModel {
     /// The script's calculator (the real potential).
     Calculator,
+    /// The acquisition of the search's surrogate model (`[model]`, `[acquisition]`).
+    Acquisition,
+}
+
+/// Defaults of `[relax]` for an algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelaxDefaults {
+    /// Largest number of optimizer steps.
+    pub steps: usize,
+    /// First iteration (from 0) whose candidates are relaxed.
+    pub start_iteration: u64,
 }
 
 /// What an algorithm needs of `[sampler]`.
@@ -47,13 +70,14 @@ pub enum SamplerNeed {
 
 impl Algorithm {
     /// Every algorithm, in the order the script reference lists them.
-    pub const ALL: [Algorithm; 2] = [Algorithm::Rss, Algorithm::Bh];
+    pub const ALL: [Algorithm; 3] = [Algorithm::Rss, Algorithm::Bh, Algorithm::Gofee];
 
     /// The name used in scripts and summaries (`rss`, `bh`).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Rss => "rss",
             Algorithm::Bh => "bh",
+            Algorithm::Gofee => "gofee",
         }
     }
 
@@ -83,6 +107,47 @@ impl Algorithm {
                     .any(|g| g.kind.needs_parent())
                     .then_some(SamplerSettings::Lowest),
             ),
+            Algorithm::Gofee => SamplerNeed::Use(Some(SamplerSettings::kmeans())),
+        }
+    }
+
+    /// The generators of a script without `[[generator]]`, placing `n_atoms` atoms;
+    /// `None`: the section is required.
+    ///
+    /// GOFEE: AGOX's `GOFEEConfig` — 10 random candidates per iteration, from AGOX's
+    /// iteration 5 (our iteration 4: AGOX counts from 1) 2 random and 8 rattled
+    /// ones, rattling ⌊N/4⌋ atoms (at least 1) within 3 Å.
+    pub fn default_generators(self, n_atoms: usize) -> Option<Vec<GeneratorSettings>> {
+        match self {
+            Algorithm::Rss | Algorithm::Bh => None,
+            Algorithm::Gofee => {
+                let random = crate::generators::RandomGenerator::default();
+                let rattle = crate::generators::RattleGenerator::default();
+                let schedule = |first: usize, later: usize| {
+                    CountSchedule::Schedule([(0, first), (4, later)].into_iter().collect())
+                };
+                Some(vec![
+                    GeneratorSettings {
+                        kind: GeneratorKind::Random {
+                            c1: random.c1,
+                            c2: random.c2,
+                            contiguous: random.contiguous,
+                            attempts: random.attempts,
+                        },
+                        count: schedule(10, 2),
+                    },
+                    GeneratorSettings {
+                        kind: GeneratorKind::Rattle {
+                            n_rattle: (n_atoms / 4).max(1),
+                            amplitude: rattle.amplitude,
+                            c1: rattle.c1,
+                            c2: rattle.c2,
+                            attempts: rattle.attempts,
+                        },
+                        count: schedule(0, 8),
+                    },
+                ])
+            }
         }
     }
 
@@ -90,7 +155,68 @@ impl Algorithm {
     pub fn relaxation_model(self) -> RelaxationModel {
         match self {
             Algorithm::Rss | Algorithm::Bh => RelaxationModel::Calculator,
+            Algorithm::Gofee => RelaxationModel::Acquisition,
         }
+    }
+
+    /// Defaults of `[relax]` (BFGS and `fmax = 0.05` in every algorithm).
+    pub fn relax_defaults(self) -> RelaxDefaults {
+        match self {
+            Algorithm::Rss | Algorithm::Bh => RelaxDefaults {
+                steps: crate::script::relax::DEFAULT_STEPS,
+                start_iteration: 0,
+            },
+            // AGOX's GOFEEConfig: ≤ 100 steps from `start_relax = 2`, its second
+            // iteration (AGOX counts from 1).
+            Algorithm::Gofee => RelaxDefaults {
+                steps: 100,
+                start_iteration: 1,
+            },
+        }
+    }
+
+    /// Whether the search always relaxes its candidates, `[relax]` given or not.
+    pub fn always_relaxes(self) -> bool {
+        self == Algorithm::Gofee
+    }
+
+    /// Whether a candidate whose relaxation took no step is left out (AGOX's
+    /// `ParallelRelaxPostprocess` drops them: already at a minimum of the
+    /// acquisition, so nothing new).
+    pub fn drops_unmoved(self) -> bool {
+        self == Algorithm::Gofee
+    }
+
+    /// Defaults of `[evaluator]`.
+    ///
+    /// GOFEE: AGOX's `LocalOptimizationEvaluator` with one BFGS step and its
+    /// trajectory stored — a single point of the chosen candidate and one after a
+    /// step, both stored — for one candidate per iteration.
+    pub fn evaluator_defaults(self) -> EvaluatorSettings {
+        match self {
+            Algorithm::Rss | Algorithm::Bh => EvaluatorSettings::default(),
+            Algorithm::Gofee => EvaluatorSettings {
+                kind: EvaluatorKind::Relax {
+                    optimizer: Optimizer::Bfgs,
+                    fmax: crate::script::relax::DEFAULT_FMAX,
+                    steps: 1,
+                    store_trajectory: true,
+                },
+                count: Some(1),
+            },
+        }
+    }
+
+    /// Whether a failed evaluation is made up for by the next candidate in order
+    /// (AGOX's evaluator tries candidates until `number_to_evaluate` succeed).
+    pub fn replaces_failed_evaluations(self) -> bool {
+        self == Algorithm::Gofee
+    }
+
+    /// Whether the search trains a surrogate model (`[model]`) on every stored
+    /// structure.
+    pub fn trains_model(self) -> bool {
+        self == Algorithm::Gofee
     }
 
     /// Indices of the candidates to evaluate, in evaluation order, given each
@@ -100,11 +226,14 @@ impl Algorithm {
     /// `bh`, or `count == None`: all, in generation order. `rss` with a count: the
     /// `count` lowest model energies, lowest first (ties and candidates without a
     /// model energy keep generation order, the latter after every candidate that
-    /// has one).
+    /// has one). `gofee`: every candidate in that order (the evaluator stops after
+    /// `count` successes); before the model is trained no candidate has a model
+    /// energy, so the first generated comes first, as in AGOX.
     pub fn choose(self, count: Option<usize>, model_energies: &[Option<f64>]) -> Vec<usize> {
         let n = model_energies.len();
         let count = match (self, count) {
             (Algorithm::Bh, _) | (_, None) => return (0..n).collect(),
+            (Algorithm::Gofee, Some(_)) => n,
             (Algorithm::Rss, Some(c)) => c,
         };
         let mut order: Vec<usize> = (0..n).collect();
@@ -164,6 +293,8 @@ mod tests {
         assert_eq!(Algorithm::Rss.choose(Some(3), &e), [4, 2, 3]);
         assert_eq!(Algorithm::Rss.choose(Some(10), &e), [4, 2, 3, 0, 1]);
         assert_eq!(Algorithm::Rss.choose(Some(2), &[None, None, None]), [0, 1]);
+        assert_eq!(Algorithm::Gofee.choose(Some(1), &e), [4, 2, 3, 0, 1]);
+        assert_eq!(Algorithm::Gofee.choose(Some(1), &[None, None]), [0, 1]);
     }
 
     fn generator(kind: GeneratorKind) -> GeneratorSettings {
@@ -211,5 +342,24 @@ mod tests {
         // queued before them would delay them.
         let socket = CalculatorSettings::Socket(crate::socket::SocketSettings::new("client"));
         assert!(!Algorithm::Rss.lookahead_is_exact(&only_random, &sp, &socket));
+        assert!(!Algorithm::Gofee.lookahead_is_exact(&only_random, &sp, &emt));
+        assert_eq!(
+            Algorithm::Gofee.sampler(None, &only_random),
+            SamplerNeed::Use(Some(SamplerSettings::kmeans()))
+        );
+    }
+
+    #[test]
+    fn gofee_default_generators_follow_agox_config() {
+        let g = Algorithm::Gofee.default_generators(12).expect("defaults");
+        let counts = |i| g.iter().map(|g| g.count.at(i)).collect::<Vec<_>>();
+        assert_eq!(counts(0), [10, 0]);
+        assert_eq!(counts(3), [10, 0]);
+        assert_eq!(counts(4), [2, 8]);
+        assert!(matches!(
+            g[1].kind,
+            GeneratorKind::Rattle { n_rattle: 3, .. }
+        ));
+        assert!(Algorithm::Rss.default_generators(12).is_none());
     }
 }

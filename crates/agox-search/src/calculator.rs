@@ -278,6 +278,60 @@ pub struct RelaxOutcome {
     pub fmax: f64,
     /// Every step from the start to the end, when it was asked for.
     pub trajectory: Option<Vec<TrajectoryStep>>,
+    /// Energy and force calculations made (`steps + 1` for BFGS and FIRE).
+    #[serde(default)]
+    pub calls: usize,
+}
+
+/// A relaxation that did not run to an end: why, and how many calculations it had
+/// made (they cost as much as those of a relaxation that ended).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct RelaxFailed {
+    /// Why.
+    pub error: RelaxError,
+    /// Energy and force calculations made, the failing one included.
+    pub calls: usize,
+}
+
+/// A failed relaxation as a value that crosses the pool: its message and the
+/// calculations it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelaxFailure {
+    /// Why it failed.
+    pub message: String,
+    /// Energy and force calculations made.
+    pub calls: usize,
+}
+
+impl From<RelaxFailed> for RelaxFailure {
+    fn from(f: RelaxFailed) -> Self {
+        RelaxFailure {
+            message: f.error.to_string(),
+            calls: f.calls,
+        }
+    }
+}
+
+/// Counts the calculations of the calculator it wraps.
+struct Counted<'a> {
+    inner: &'a mut dyn Calculator,
+    calls: usize,
+}
+
+impl Calculator for Counted<'_> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn calculate(&mut self, atoms: &Atoms, stress: bool) -> Result<Evaluation, CalcError> {
+        self.calls += 1;
+        self.inner.calculate(atoms, stress)
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
 }
 
 /// The calculator every worker holds: the spec, plus the calculator built from
@@ -348,10 +402,11 @@ impl CalculatorModule {
         &mut self,
         atoms: Atoms,
         request: &RelaxRequest,
-    ) -> Result<RelaxOutcome, RelaxError> {
-        self.spec
-            .validate()
-            .map_err(|source| RelaxError::Calculator { step: 0, source })?;
+    ) -> Result<RelaxOutcome, RelaxFailed> {
+        self.spec.validate().map_err(|source| RelaxFailed {
+            error: RelaxError::Calculator { step: 0, source },
+            calls: 0,
+        })?;
         self.begin_task();
         relax_in(self.calculator(), atoms, request)
     }
@@ -363,19 +418,32 @@ pub fn relax_in(
     calc: &mut dyn Calculator,
     mut atoms: Atoms,
     request: &RelaxRequest,
-) -> Result<RelaxOutcome, RelaxError> {
+) -> Result<RelaxOutcome, RelaxFailed> {
     let options = request.options();
     let mut trajectory = request.record_trajectory.then(Vec::new);
-    let result = relax_with(&mut atoms, calc, &options, |step, atoms, evaluation| {
-        if let Some(t) = trajectory.as_mut() {
-            t.push(TrajectoryStep {
-                step,
-                atoms: atoms.clone(),
-                energy: evaluation.energy,
-                forces: evaluation.forces.clone(),
-            });
-        }
-        StepControl::Continue
+    let mut counted = Counted {
+        inner: calc,
+        calls: 0,
+    };
+    let result = relax_with(
+        &mut atoms,
+        &mut counted,
+        &options,
+        |step, atoms, evaluation| {
+            if let Some(t) = trajectory.as_mut() {
+                t.push(TrajectoryStep {
+                    step,
+                    atoms: atoms.clone(),
+                    energy: evaluation.energy,
+                    forces: evaluation.forces.clone(),
+                });
+            }
+            StepControl::Continue
+        },
+    )
+    .map_err(|error| RelaxFailed {
+        error,
+        calls: counted.calls,
     })?;
     Ok(RelaxOutcome {
         atoms,
@@ -384,6 +452,7 @@ pub fn relax_in(
         converged: result.converged,
         fmax: result.fmax,
         trajectory,
+        calls: counted.calls,
     })
 }
 
@@ -415,8 +484,9 @@ pub struct CalcFns {
     pub relax: FnHandle<RelaxArgs, RelaxOutcome>,
     /// `calculator.evaluate_candidate`: `evaluate` for a search's candidate.
     pub evaluate_candidate: FnHandle<EvaluateArgs, CandidateResult<Evaluation>>,
-    /// `calculator.relax_candidate`: `relax` for a search's candidate.
-    pub relax_candidate: FnHandle<RelaxArgs, CandidateResult<RelaxOutcome>>,
+    /// `calculator.relax_candidate`: `relax` for a search's candidate; a failure
+    /// is a value with the calculations it cost, so they are counted too.
+    pub relax_candidate: FnHandle<RelaxArgs, Result<RelaxOutcome, RelaxFailure>>,
     /// `calculator.release(module)`: [`CalculatorModule::release`]; broadcast, it
     /// stops every worker's client.
     pub release: FnHandle<Link<CalculatorModule>, ()>,
@@ -450,11 +520,11 @@ fn evaluate_candidate_task(
 fn relax_candidate_task(
     ctx: &TaskContext<'_>,
     (module, atoms, request): RelaxArgs,
-) -> Result<CandidateResult<RelaxOutcome>, TaskError> {
+) -> Result<Result<RelaxOutcome, RelaxFailure>, TaskError> {
     match ctx.module(&module)?.relax(atoms, &request) {
         Ok(o) => Ok(Ok(o)),
-        Err(e) if relax_fails_the_run(&e) => Err(e.into()),
-        Err(e) => Ok(Err(e.to_string())),
+        Err(e) if relax_fails_the_run(&e.error) => Err(e.into()),
+        Err(e) => Ok(Err(RelaxFailure::from(e))),
     }
 }
 
@@ -606,7 +676,10 @@ mod tests {
         let out = pool
             .map(&fns.relax_candidate, [(calc.link(), bad, req)])
             .unwrap();
-        assert!(out[0].as_ref().unwrap_err().contains("Fe"), "{out:?}");
+        assert!(
+            out[0].as_ref().unwrap_err().message.contains("Fe"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -718,6 +791,7 @@ mod tests {
         assert_ne!(out.atoms.positions[1], atoms.positions[1]);
         let traj = out.trajectory.as_ref().unwrap();
         assert_eq!(traj.len(), out.steps + 1);
+        assert_eq!(out.calls, out.steps + 1);
         assert_eq!(traj[0].atoms.positions, atoms.positions);
         assert_eq!(traj.last().unwrap().energy, out.evaluation.energy);
         assert!(traj.iter().enumerate().all(|(k, s)| s.step == k));
@@ -726,6 +800,52 @@ mod tests {
         let plain = m.relax(atoms, &req.clone().with_trajectory(false)).unwrap();
         assert!(plain.trajectory.is_none());
         assert_eq!(plain.atoms, out.atoms);
+    }
+
+    /// LJ that fails from its `fail_at`-th calculation on.
+    struct Failing {
+        inner: LennardJones,
+        calls: usize,
+        fail_at: usize,
+    }
+
+    impl Calculator for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn calculate(&mut self, atoms: &Atoms, stress: bool) -> Result<Evaluation, CalcError> {
+            self.calls += 1;
+            if self.calls >= self.fail_at {
+                return Err(CalcError::Invalid {
+                    calculator: "failing",
+                    message: "gave up".into(),
+                });
+            }
+            self.inner.calculate(atoms, stress)
+        }
+    }
+
+    #[test]
+    fn relax_counts_every_calculation_also_of_a_failed_relaxation() {
+        let atoms = Atoms::new(
+            vec![18, 18, 18],
+            vec![[0.0; 3], [1.3, 0.0, 0.0], [0.0, 1.2, 0.3]],
+        )
+        .unwrap();
+        let req = RelaxRequest::new(OptimizerKind::default(), 1e-6, 50);
+        let mut lj = LennardJones::new(1.0, 1.0, 3.0);
+        let ok = relax_in(&mut lj, atoms.clone(), &req).unwrap();
+        assert_eq!(ok.calls, ok.steps + 1);
+        let mut failing = Failing {
+            inner: LennardJones::new(1.0, 1.0, 3.0),
+            calls: 0,
+            fail_at: 4,
+        };
+        let err = relax_in(&mut failing, atoms, &req).unwrap_err();
+        assert_eq!(err.calls, 4);
+        assert!(err.to_string().contains("gave up"), "{err}");
+        let failure = RelaxFailure::from(err);
+        assert_eq!(failure.calls, 4);
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub struct CandidateMeta {
     /// Creation time in AGOX's unit (years since 2000-01-01, AGOX column `ctime`). Filled by
     /// the database when storing a candidate that has none.
     pub ctime: Option<f64>,
+    /// Energy and force calculations of the real calculator the run had made when
+    /// this candidate was stored (relaxations and evaluations, failed ones
+    /// included), so a resumed run's count goes on from the database.
+    #[serde(default)]
+    pub calculator_calls: Option<u64>,
+    /// Optimizer steps in the surrogate (the acquisition) the run had made when this
+    /// candidate was stored.
+    #[serde(default)]
+    pub surrogate_steps: Option<u64>,
 }
 
 impl Candidate {

@@ -20,6 +20,7 @@ pub mod samplers;
 pub mod script;
 pub mod search;
 pub mod socket;
+pub mod surrogate;
 pub mod tasks;
 
 pub use candidate::{Candidate, CandidateMeta};

@@ -8,18 +8,26 @@
 //!
 //! * [`RelaxModelKind::Calculator`] — the script's calculator (`rss`, `bh`); a
 //!   candidate's relaxation costs real calculator calls.
+//! * [`RelaxModelKind::Lcb`] — the lower confidence bound `E − κσ` of a pooled
+//!   surrogate (`gofee`): each worker's acquisition reads that worker's copy of the
+//!   model, and κ (a dynamic attribute) as the driver last synchronized it. A copy
+//!   of the model that is not at the version the driver expects (`expected`, also a
+//!   dynamic attribute) relaxes nothing and says so
+//!   ([`RelaxModelError::Behind`]; see [`crate::surrogate`]).
 //!
 //! The evaluator never uses the relaxation model: it calculates in the calculator
 //! module directly.
 //!
 //! [`Algorithm::relaxation_model`]: crate::algorithm::Algorithm::relaxation_model
 
-use agox_atoms::optimize::RelaxError;
 use agox_atoms::Atoms;
+use agox_models::model::GprModel;
 use agox_pool::{Link, Module, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
-use crate::calculator::{CalculatorModule, RelaxOutcome, RelaxRequest};
+use crate::calculator::{relax_in, CalculatorModule, RelaxFailed, RelaxOutcome, RelaxRequest};
+use crate::surrogate::sparse::SparseModel;
+use crate::surrogate::{Acquisition, Behind, ModelVersion, Surrogate, SurrogateModule};
 
 /// Pool key of the relaxation model.
 pub const RELAX_MODEL_KEY: &str = "relax_model";
@@ -29,6 +37,17 @@ pub const RELAX_MODEL_KEY: &str = "relax_model";
 pub enum RelaxModelKind {
     /// The calculator module (the real potential).
     Calculator(Link<CalculatorModule>),
+    /// The lower confidence bound `E − κσ` of a pooled surrogate.
+    Lcb(SurrogateLink),
+}
+
+/// A pooled surrogate of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SurrogateLink {
+    /// GOFEE's Gaussian process.
+    Gpr(Link<SurrogateModule<GprModel>>),
+    /// The sparse Gaussian process.
+    SparseGpr(Link<SurrogateModule<SparseModel>>),
 }
 
 /// The model candidates are relaxed in (module type `"RelaxModel"`).
@@ -36,10 +55,17 @@ pub enum RelaxModelKind {
 pub struct RelaxModel {
     /// What it relaxes in.
     pub kind: RelaxModelKind,
+    /// κ of an acquisition (dynamic: changed in the driver, it reaches the workers
+    /// at the next synchronization).
+    pub kappa: f64,
+    /// The version of the surrogate an acquisition must see (dynamic; `None` until
+    /// the model is first trained).
+    pub expected: Option<ModelVersion>,
 }
 
 impl Module for RelaxModel {
     const TYPE_NAME: &'static str = "RelaxModel";
+    agox_pool::dynamic_attributes!(kappa, expected);
 }
 
 /// Why a candidate's relaxation did not run to an end.
@@ -51,7 +77,11 @@ pub enum RelaxModelError {
     Unreachable(TaskError),
     /// The relaxation itself failed (the candidate's problem).
     #[error(transparent)]
-    Relax(#[from] RelaxError),
+    Relax(#[from] RelaxFailed),
+    /// This worker's copy of the model missed an update: nothing was computed; the
+    /// driver heals the copy and asks again.
+    #[error("{0}")]
+    Behind(Behind),
 }
 
 impl RelaxModel {
@@ -59,7 +89,23 @@ impl RelaxModel {
     pub fn calculator(calculator: Link<CalculatorModule>) -> Self {
         RelaxModel {
             kind: RelaxModelKind::Calculator(calculator),
+            kappa: 0.0,
+            expected: None,
         }
+    }
+
+    /// Relaxation in `E − κσ` of the surrogate `model`.
+    pub fn lcb(model: SurrogateLink, kappa: f64) -> Self {
+        RelaxModel {
+            kind: RelaxModelKind::Lcb(model),
+            kappa,
+            expected: None,
+        }
+    }
+
+    /// True when relaxing costs calls of the real calculator.
+    pub fn is_calculator(&self) -> bool {
+        matches!(self.kind, RelaxModelKind::Calculator(_))
     }
 
     /// Relaxes `atoms` as `request` says in the model, resolving its link in the
@@ -75,6 +121,30 @@ impl RelaxModel {
                 let mut calculator = ctx.module(link).map_err(RelaxModelError::Unreachable)?;
                 Ok(calculator.relax(atoms, request)?)
             }
+            RelaxModelKind::Lcb(SurrogateLink::Gpr(link)) => {
+                self.relax_in_acquisition(ctx, link, atoms, request)
+            }
+            RelaxModelKind::Lcb(SurrogateLink::SparseGpr(link)) => {
+                self.relax_in_acquisition(ctx, link, atoms, request)
+            }
         }
+    }
+
+    fn relax_in_acquisition<S: Surrogate>(
+        &self,
+        ctx: &TaskContext<'_>,
+        link: &Link<SurrogateModule<S>>,
+        atoms: Atoms,
+        request: &RelaxRequest,
+    ) -> Result<RelaxOutcome, RelaxModelError> {
+        let module = ctx.module(link).map_err(RelaxModelError::Unreachable)?;
+        let expected = self.expected.ok_or_else(|| {
+            RelaxModelError::Unreachable(format!("the {} model is not trained yet", S::KIND).into())
+        })?;
+        if let Some(behind) = module.behind(expected, ctx) {
+            return Err(RelaxModelError::Behind(behind));
+        }
+        let mut acquisition = Acquisition::new(&module.surrogate, self.kappa);
+        Ok(relax_in(&mut acquisition, atoms, request)?)
     }
 }

@@ -20,9 +20,15 @@
 
 use agox_pool::{FnHandle, Link, Registry, TaskContext, TaskError};
 
-use crate::calculator::{self, relax_fails_the_run, CalcFns, RelaxOutcome, RelaxRequest};
+use crate::calculator::{
+    self, relax_fails_the_run, CalcFns, RelaxFailure, RelaxOutcome, RelaxRequest,
+};
 use crate::generators::{self, generate_task, GenFns, GenerateArgs, GenerateOutput};
 use crate::relax_model::{RelaxModel, RelaxModelError};
+use crate::surrogate::sparse::SparseModel;
+use crate::surrogate::{self, Behind, SurrogateFns};
+use agox_models::model::GprModel;
+use serde::{Deserialize, Serialize};
 
 /// Arguments of the fused task: what to generate, and the relaxation model and
 /// request to relax it with (`None`: not relaxed, e.g. before
@@ -30,8 +36,20 @@ use crate::relax_model::{RelaxModel, RelaxModelError};
 pub type PipelineArgs = (GenerateArgs, Option<(Link<RelaxModel>, RelaxRequest)>);
 
 /// Output of the fused task: the generated candidate (or why none could be made)
-/// and, when asked, the outcome of its relaxation (or why it failed).
-pub type PipelineOutput = (GenerateOutput, Option<Result<RelaxOutcome, String>>);
+/// and, when asked, how its relaxation went.
+pub type PipelineOutput = (GenerateOutput, Option<Relaxation>);
+
+/// How a candidate's relaxation went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Relaxation {
+    /// Relaxed.
+    Done(Box<RelaxOutcome>),
+    /// The relaxation failed (the candidate's problem: counted and reported).
+    Failed(RelaxFailure),
+    /// The worker's copy of the model missed an update; nothing was relaxed (the
+    /// driver heals the copy and submits the task again).
+    Behind(Behind),
+}
 
 /// Registered name of the fused task.
 pub const GENERATE_RELAX_FN: &str = "agox_search.generate_relax";
@@ -45,6 +63,10 @@ pub struct SearchFns {
     pub generators: GenFns,
     /// Generation and relaxation of one candidate as one task (the loop's step 1+2).
     pub generate_relax: FnHandle<PipelineArgs, PipelineOutput>,
+    /// GOFEE's Gaussian process on the pool (its hyperparameter search).
+    pub gpr: SurrogateFns<GprModel>,
+    /// The sparse Gaussian process on the pool (its hyperparameter search).
+    pub sparse_gpr: SurrogateFns<SparseModel>,
 }
 
 fn generate_relax_task(
@@ -56,12 +78,15 @@ fn generate_relax_task(
         (Ok(candidate), Some((model, request))) => {
             let model = ctx.module(&model)?;
             match model.relax(ctx, candidate.atoms.clone(), &request) {
-                Ok(outcome) => Some(Ok(outcome)),
+                Ok(outcome) => Some(Relaxation::Done(Box::new(outcome))),
                 // A calculator that cannot run: storing the candidate as failed would
                 // change the result, so the run stops.
-                Err(RelaxModelError::Relax(e)) if relax_fails_the_run(&e) => return Err(e.into()),
+                Err(RelaxModelError::Relax(e)) if relax_fails_the_run(&e.error) => {
+                    return Err(e.into())
+                }
                 // The candidate's own failure: a value the loop counts and reports.
-                Err(RelaxModelError::Relax(e)) => Some(Err(e.to_string())),
+                Err(RelaxModelError::Relax(e)) => Some(Relaxation::Failed(e.into())),
+                Err(RelaxModelError::Behind(b)) => Some(Relaxation::Behind(b)),
                 // The pool's state is wrong on this worker: a fault, stop loudly.
                 Err(e @ RelaxModelError::Unreachable(_)) => return Err(e.into()),
             }
@@ -77,10 +102,14 @@ pub fn register(reg: &mut Registry) -> SearchFns {
     let calculator = calculator::register(reg);
     let generators = generators::register(reg);
     let generate_relax = reg.function(GENERATE_RELAX_FN, generate_relax_task);
+    let gpr = surrogate::register::<GprModel>(reg);
+    let sparse_gpr = surrogate::register::<SparseModel>(reg);
     SearchFns {
         calculator,
         generators,
         generate_relax,
+        gpr,
+        sparse_gpr,
     }
 }
 

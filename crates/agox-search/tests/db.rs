@@ -87,6 +87,8 @@ fn sample(i: usize) -> Candidate {
             uuid: None,
             time_stamp: Some(0.5 * i as f64),
             ctime: None,
+            calculator_calls: (i > 0).then_some(3 * i as u64),
+            surrogate_steps: i.is_multiple_of(2).then_some(100 * i as u64),
         },
     }
 }

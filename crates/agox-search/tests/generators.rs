@@ -565,7 +565,10 @@ fn pool_run(workers: usize) -> Vec<Candidate> {
             c.meta.id = Some((iteration * 100 + i as u64) as i64);
             c.energy = Some(c.atoms.positions.iter().map(|p| p[0]).sum::<f64>());
         }
-        let update = sampler.lock().update(&cands, &mut rng(iteration));
+        let update = sampler
+            .lock()
+            .update(&cands, &mut rng(iteration))
+            .expect("update");
         assert!(update.changed || iteration > 0);
         let report = pool.synchronize().expect("sync");
         if update.changed {

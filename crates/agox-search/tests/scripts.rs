@@ -223,3 +223,132 @@ fn missing_file_is_an_error() {
     assert_eq!(e.0.len(), 1);
     assert!(e.to_string().contains("cannot read the file"), "{e}");
 }
+
+#[test]
+fn gofee_defaults_are_agox_gofee_config() {
+    use agox_search::script::{
+        AcquisitionSettings, EvaluatorKind, KernelSettings, ModelSettings, Optimizer,
+    };
+    let s = Script::load(Path::new(INPUTS).join("good/gofee_defaults.toml")).unwrap();
+    assert_eq!(s.search.algorithm, Algorithm::Gofee);
+    // 10 random candidates, from AGOX's iteration 5 (our 4) 2 random and 8 rattled.
+    let counts = |i| {
+        s.generators
+            .iter()
+            .map(|g| g.count.at(i))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (counts(0), counts(3), counts(4)),
+        (vec![10, 0], vec![10, 0], vec![2, 8])
+    );
+    assert!(matches!(
+        s.generators[1].kind,
+        GeneratorKind::Rattle { n_rattle: 3, amplitude, .. } if amplitude == 3.0
+    ));
+    assert_eq!(s.sampler, Some(SamplerSettings::kmeans()));
+    assert_eq!(
+        s.sampler,
+        Some(SamplerSettings::Kmeans {
+            sample_size: 10,
+            max_energy: 5.0,
+            n_init: 10
+        })
+    );
+    let r = s.relax.as_ref().unwrap();
+    assert_eq!((r.fmax, r.steps, r.start_iteration), (0.05, 100, 1));
+    assert_eq!(
+        s.evaluator.kind,
+        EvaluatorKind::Relax {
+            optimizer: Optimizer::Bfgs,
+            fmax: 0.05,
+            steps: 1,
+            store_trajectory: true
+        }
+    );
+    assert_eq!(s.evaluator.count, Some(1));
+    assert_eq!(s.acquisition, Some(AcquisitionSettings::Lcb { kappa: 2.0 }));
+    let Some(ModelSettings::Gpr(m)) = &s.model else {
+        panic!("a model")
+    };
+    assert_eq!((m.n_optimize, m.optimizer_maxiter), (2, 100));
+    assert_eq!(m.kernel, KernelSettings::default());
+    assert_eq!(m.prior, Some(agox_models::prior::Repulsive::default()));
+    // The settings read back from their JSON (run.json), and a script written out
+    // in full means the same.
+    let back: Script = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(back, s);
+    let full =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_au8cu4.toml")).unwrap();
+    assert_eq!(
+        (
+            &full.generators,
+            &full.sampler,
+            &full.relax,
+            &full.evaluator,
+            &full.model,
+            &full.acquisition
+        ),
+        (
+            &s.generators,
+            &s.sampler,
+            &s.relax,
+            &s.evaluator,
+            &s.model,
+            &s.acquisition
+        )
+    );
+}
+
+#[test]
+fn sparse_model_defaults_are_agox_sparse_gpr_and_the_example_writes_them_out() {
+    use agox_search::script::{ModelSettings, SparseDescriptorSettings, SparseModelSettings};
+    let full =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_sparse_au8cu4.toml"))
+            .unwrap();
+    let Some(ModelSettings::SparseGpr(m)) = &full.model else {
+        panic!("a sparse model: {:?}", full.model)
+    };
+    // Every value written out is the default but n_optimize.
+    let d = SparseModelSettings::default();
+    assert_eq!(
+        m,
+        &SparseModelSettings {
+            n_optimize: 8,
+            ..d.clone()
+        }
+    );
+    assert_eq!((d.n_inducing, d.noise, d.centralize), (1000, 0.01, true));
+    assert!(matches!(
+        d.descriptor,
+        SparseDescriptorSettings::SimpleFingerprint(p)
+            if p == agox_models::simple_fingerprint::SimpleFingerprintParams::default()
+    ));
+    let k = d.kernel.kernel().unwrap();
+    assert_eq!(k, agox_models::isotropic::ConstantRbf::default());
+    // The same search as the full Gaussian process's example, model aside.
+    let gpr =
+        Script::load(Path::new(INPUTS).join("../../examples/scripts/gofee_au8cu4.toml")).unwrap();
+    assert_eq!(
+        (
+            &full.generators,
+            &full.sampler,
+            &full.relax,
+            &full.evaluator
+        ),
+        (&gpr.generators, &gpr.sampler, &gpr.relax, &gpr.evaluator)
+    );
+    let back: Script = serde_json::from_str(&full.to_json()).unwrap();
+    assert_eq!(back, full);
+    // The global Fingerprint with its own keys, and the kmeans sampler clusters by it.
+    let g = Script::load(Path::new(INPUTS).join("good/gofee_sparse_fingerprint.toml")).unwrap();
+    let Some(m @ ModelSettings::SparseGpr(s)) = &g.model else {
+        panic!("a sparse model: {:?}", g.model)
+    };
+    assert!(matches!(
+        s.descriptor,
+        SparseDescriptorSettings::Fingerprint(f) if f.rc1 == 5.0
+    ));
+    assert!(s.train_forces && s.n_inducing == 200 && s.noise == 0.2);
+    assert_eq!(m.descriptor().rc1, 5.0);
+}

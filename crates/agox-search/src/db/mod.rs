@@ -57,6 +57,11 @@ pub mod keys {
     pub const PARENT_IDS: &str = "parent_ids";
     /// Other: pickled `list` of fixed-atom indices (only written when not empty).
     pub const FIXED: &str = "fixed";
+    /// Int: calculator calls of the run when the candidate was stored (agox-rs).
+    pub const CALCULATOR_CALLS: &str = "calculator_calls";
+    /// Int: optimizer steps in the surrogate of the run when the candidate was
+    /// stored (agox-rs).
+    pub const SURROGATE_STEPS: &str = "surrogate_steps";
     /// Int 1: the candidate had no forces (the `forces` column then holds zeros, as AGOX
     /// writes for candidates without forces).
     pub const FORCES_MISSING: &str = "forces_missing";
@@ -450,6 +455,15 @@ fn insert(tx: &Transaction<'_>, c: &Candidate) -> Result<i64, DbError> {
             i64::try_from(steps).map_err(|_| DbError::Invalid("relax steps exceed i64".into()))?;
         int(keys::RELAX_INDEX, steps)?;
     }
+    for (key, count) in [
+        (keys::CALCULATOR_CALLS, c.meta.calculator_calls),
+        (keys::SURROGATE_STEPS, c.meta.surrogate_steps),
+    ] {
+        if let Some(n) = count {
+            let n = i64::try_from(n).map_err(|_| DbError::Invalid(format!("{key} exceeds i64")))?;
+            int(key, n)?;
+        }
+    }
     if c.forces.is_none() {
         int(keys::FORCES_MISSING, 1)?;
     }
@@ -672,6 +686,12 @@ impl RawRow {
                 (keys::UUID, KvValue::Text(s)) => meta.uuid = Some(s),
                 (keys::TIME_STAMP, KvValue::Float(t)) => meta.time_stamp = Some(t),
                 (keys::RELAX_INDEX, KvValue::Int(i)) => meta.relax_steps = u64::try_from(i).ok(),
+                (keys::CALCULATOR_CALLS, KvValue::Int(i)) => {
+                    meta.calculator_calls = u64::try_from(i).ok();
+                }
+                (keys::SURROGATE_STEPS, KvValue::Int(i)) => {
+                    meta.surrogate_steps = u64::try_from(i).ok();
+                }
                 (keys::FORCES_MISSING, KvValue::Int(i)) => forces_missing = i != 0,
                 (keys::PARENT_IDS, KvValue::Other(b)) => {
                     meta.parents = int_list(&b).unwrap_or_default();

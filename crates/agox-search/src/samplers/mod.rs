@@ -3,18 +3,24 @@
 //! * [`LowestSampler`] (`lowest`): the lowest-energy structure evaluated so far.
 //! * [`MetropolisSampler`] (`metropolis`): basin hopping's current structure, replaced
 //!   by a new one with probability `min(1, exp(−ΔE/T))`.
+//! * [`KMeansSampler`] (`kmeans`): GOFEE's; the lowest structure of each cluster of
+//!   the low-energy structures, clustered by their Fingerprint.
 //!
 //! A [`SamplerModule`] holds the sampler and its state, the current parents, as the
 //! **dynamic attribute** `parents`: the driver [`update`](SamplerModule::update)s it
 //! after each evaluation, the end-of-iteration `pool.synchronize()` pushes the new
 //! parents to every worker, and the workers' `generate` tasks draw from them.
 
+mod kmeans;
 mod lowest;
 mod metropolis;
 
+pub use kmeans::KMeansSampler;
 pub use lowest::LowestSampler;
 pub use metropolis::MetropolisSampler;
 
+use agox_models::fingerprint::FingerprintSpec;
+use agox_models::kmeans::KMeansSettings;
 use agox_pool::Module;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -30,24 +36,51 @@ pub enum Sampler {
     Lowest(LowestSampler),
     /// Metropolis acceptance (basin hopping).
     Metropolis(MetropolisSampler),
+    /// Clusters of the low-energy structures (GOFEE).
+    Kmeans(KMeansSampler),
 }
 
+/// Why a sampler could not take an iteration's structures.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("sampler: {0}")]
+pub struct SamplerError(pub String);
+
 impl Sampler {
-    /// The sampler a script's `[sampler]` describes.
-    pub fn from_settings(s: &script::SamplerSettings) -> Self {
-        match *s {
+    /// The sampler a script's `[sampler]` describes; `descriptor` is how a `kmeans`
+    /// sampler describes structures (the search's Fingerprint), which it needs.
+    pub fn from_settings(
+        s: &script::SamplerSettings,
+        descriptor: Option<&FingerprintSpec>,
+    ) -> Result<Self, SamplerError> {
+        Ok(match *s {
             script::SamplerSettings::Lowest => Sampler::Lowest(LowestSampler),
             script::SamplerSettings::Metropolis { temperature } => {
                 Sampler::Metropolis(MetropolisSampler::new(temperature))
             }
-        }
+            script::SamplerSettings::Kmeans {
+                sample_size,
+                max_energy,
+                n_init,
+            } => Sampler::Kmeans(KMeansSampler::new(
+                sample_size,
+                max_energy,
+                KMeansSettings {
+                    n_init,
+                    ..KMeansSettings::default()
+                },
+                descriptor
+                    .ok_or_else(|| SamplerError("kmeans: no descriptor given".into()))?
+                    .clone(),
+            )),
+        })
     }
 
-    /// The sampler's name (`lowest`, `metropolis`).
+    /// The sampler's name (`lowest`, `metropolis`, `kmeans`).
     pub fn name(&self) -> &'static str {
         match self {
             Sampler::Lowest(_) => "lowest",
             Sampler::Metropolis(_) => "metropolis",
+            Sampler::Kmeans(_) => "kmeans",
         }
     }
 }
@@ -91,9 +124,12 @@ impl SamplerModule {
         }
     }
 
-    /// An empty module for the script's `[sampler]`.
-    pub fn from_settings(s: &script::SamplerSettings) -> Self {
-        Self::new(Sampler::from_settings(s))
+    /// An empty module for the script's `[sampler]` (see [`Sampler::from_settings`]).
+    pub fn from_settings(
+        s: &script::SamplerSettings,
+        descriptor: Option<&FingerprintSpec>,
+    ) -> Result<Self, SamplerError> {
+        Sampler::from_settings(s, descriptor).map(Self::new)
     }
 
     /// True once the sampler has a parent to give.
@@ -101,8 +137,8 @@ impl SamplerModule {
         !self.parents.is_empty()
     }
 
-    /// The structure a generator modifies: one of the parents, uniformly (the
-    /// samplers here keep a single one), or `None` while empty.
+    /// The structure a generator modifies: one of the parents, uniformly (AGOX's
+    /// `np.random.choice`), or `None` while empty.
     pub fn get_parent<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<&Candidate> {
         match self.parents.len() {
             0 => None,
@@ -117,10 +153,31 @@ impl SamplerModule {
         &mut self,
         evaluated: &[Candidate],
         rng: &mut R,
-    ) -> SamplerUpdate {
-        match &self.sampler {
+    ) -> Result<SamplerUpdate, SamplerError> {
+        Ok(match &mut self.sampler {
             Sampler::Lowest(s) => s.update(&mut self.parents, evaluated),
             Sampler::Metropolis(s) => s.update(&mut self.parents, evaluated, rng),
+            Sampler::Kmeans(s) => s.update(&mut self.parents, evaluated, rng)?,
+        })
+    }
+
+    /// Replays a resumed run's stored iterations, `(iteration, its stored
+    /// candidates, its random stream)` in order, ending in the state the run had
+    /// after the last one. A `kmeans` sampler's sample depends only on what it was
+    /// offered and the last iteration's stream, so only the last is clustered.
+    pub fn replay<'a, R: Rng>(
+        &mut self,
+        iterations: impl IntoIterator<Item = (&'a [Candidate], R)>,
+    ) -> Result<(), SamplerError> {
+        let mut iterations = iterations.into_iter().peekable();
+        while let Some((stored, mut rng)) = iterations.next() {
+            match &mut self.sampler {
+                Sampler::Kmeans(s) if iterations.peek().is_some() => s.absorb(stored)?,
+                _ => {
+                    self.update(stored, &mut rng)?;
+                }
+            }
         }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use agox_atoms::{elements, geometry};
 use super::generators::{GeneratorKind, GeneratorSettings};
 use super::read::Ctx;
 use super::tree::{Kind, Table};
-use super::{CalculatorSettings, EnvironmentSettings};
+use super::{CalculatorSettings, EnvironmentSettings, ModelSettings};
 use crate::generators::RandomGenerator;
 
 /// The table of section `name` (element `index` of an array of tables).
@@ -61,6 +61,26 @@ pub(super) fn calculator_elements(
                 bad.join(", ")
             ),
         );
+    }
+}
+
+/// The model's descriptor must describe the environment's structures (AGOX's
+/// Fingerprint is built for the environment's composition and cell).
+pub(super) fn model_in_environment(
+    cx: &mut Ctx<'_>,
+    root: &Table,
+    model: &ModelSettings,
+    env: &EnvironmentSettings,
+) {
+    let template = env.template.clone().with_cell(env.cell, env.pbc);
+    if let Err(e) = agox_models::fingerprint::Fingerprint::for_search(
+        model.descriptor(),
+        &template,
+        &env.numbers,
+    ) {
+        let at = section(root, "model", None)
+            .map_or(0, |t| t.get("descriptor").map_or(t.at, |v| v.span.start));
+        cx.err(at, "[model] descriptor", format!("{e}"));
     }
 }
 

@@ -11,16 +11,19 @@
 //! The module tree mirrors the file: each section is read, with its defaults, by the
 //! module of the same name ([`search`], [`environment`], [`calculator`],
 //! [`generators`] for `[[generator]]`, [`sampler`], [`relax`], [`evaluator`],
-//! [`pool`]);
-//! `cross` holds the checks that need several sections.
+//! [`pool`], [`model`] and [`acquisition`] for `gofee`); `cross` holds the checks
+//! that need several sections. Defaults that depend on the algorithm come from
+//! [`Algorithm`](crate::algorithm::Algorithm).
 //! `docs/script-reference.md` is the contract for the format.
 
+pub mod acquisition;
 pub mod calculator;
 mod cross;
 pub mod environment;
 mod error;
 pub mod evaluator;
 pub mod generators;
+pub mod model;
 pub mod pool;
 mod read;
 pub mod relax;
@@ -33,11 +36,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use acquisition::AcquisitionSettings;
 pub use calculator::{CalculatorSettings, SocketSettings};
 pub use environment::{Confinement, EnvironmentSettings};
 pub use error::{ScriptError, ScriptErrors};
 pub use evaluator::{EvaluatorKind, EvaluatorSettings};
 pub use generators::{CountSchedule, GeneratorKind, GeneratorSettings};
+pub use model::{
+    GprModelSettings, KernelSettings, ModelSettings, SparseDescriptorSettings,
+    SparseKernelSettings, SparseModelSettings,
+};
 pub use pool::PoolSettings;
 pub use relax::{Optimizer, RelaxSettings};
 pub use sampler::SamplerSettings;
@@ -70,10 +78,16 @@ pub struct Script {
     /// `[pool]`: task timeout, retries, worker memory (every key optional).
     #[serde(default)]
     pub pool: PoolSettings,
+    /// `[model]`: the surrogate (`gofee` only; `None` otherwise).
+    #[serde(default)]
+    pub model: Option<ModelSettings>,
+    /// `[acquisition]`: how candidates are ranked and relaxed (`gofee` only).
+    #[serde(default)]
+    pub acquisition: Option<AcquisitionSettings>,
 }
 
 /// The sections a script may have.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "search",
     "environment",
     "calculator",
@@ -82,6 +96,8 @@ const SECTIONS: [&str; 8] = [
     "relax",
     "evaluator",
     "pool",
+    "model",
+    "acquisition",
 ];
 
 impl Script {
@@ -294,25 +310,62 @@ fn resolve(
             cx.expected(other, "[[generator]]", "`[[generator]]` tables");
             None
         }
-        None => {
-            missing_section(
-                cx,
-                "[generator]",
-                "expected at least one `[[generator]]` with a `kind`",
-            );
-            None
-        }
+        None => match search.as_ref().map(|s| s.algorithm) {
+            // An algorithm with default generators needs no section.
+            Some(a) if a.default_generators(0).is_some() => environment
+                .as_ref()
+                .and_then(|env| a.default_generators(env.numbers.len())),
+            _ => {
+                missing_section(
+                    cx,
+                    "[generator]",
+                    "expected at least one `[[generator]]` with a `kind`",
+                );
+                None
+            }
+        },
     };
+    // Defaults that depend on the algorithm (rss's when [search] is unusable: the
+    // script fails anyway, and its other sections are still checked).
+    let algorithm = search.as_ref().map_or(Algorithm::Rss, |s| s.algorithm);
     let sampler = section_keys(cx, root, "sampler").map(|keys| sampler::read(cx, keys));
-    let relax = section_keys(cx, root, "relax").map(|keys| relax::read(cx, keys));
+    let relax = section_keys(cx, root, "relax")
+        .map(|keys| relax::read(cx, keys, algorithm.relax_defaults()));
     let evaluator = match section_keys(cx, root, "evaluator") {
-        Some(keys) => evaluator::read(cx, keys),
-        None => Some(EvaluatorSettings::default()),
+        Some(keys) => evaluator::read(cx, keys, &algorithm.evaluator_defaults()),
+        None => Some(algorithm.evaluator_defaults()),
     };
     let pool = match section_keys(cx, root, "pool") {
         Some(keys) => pool::read(cx, keys),
         None => Some(PoolSettings::default()),
     };
+    let model = section_keys(cx, root, "model").map(|keys| model::read(cx, keys));
+    let acquisition = section_keys(cx, root, "acquisition").map(|keys| acquisition::read(cx, keys));
+    if search.is_some() && !algorithm.trains_model() {
+        for name in ["model", "acquisition"] {
+            if let Some(t) = cross::section(root, name, None) {
+                cx.err(
+                    t.at,
+                    &format!("[{name}]"),
+                    format!(
+                        "a section of algorithm = \"gofee\"; algorithm = \"{}\" has no model",
+                        algorithm.name()
+                    ),
+                );
+            }
+        }
+    }
+    let (model, acquisition) = if algorithm.trains_model() {
+        (
+            Some(model.unwrap_or_else(|| Some(ModelSettings::default()))),
+            Some(acquisition.unwrap_or_else(|| Some(AcquisitionSettings::default()))),
+        )
+    } else {
+        (None, None)
+    };
+    if let (Some(Some(m)), Some(env)) = (&model, &environment) {
+        cross::model_in_environment(cx, root, m, env);
+    }
 
     // Checks across sections.
     if let (Some(env), Some(calc)) = (&environment, &calculator) {
@@ -342,6 +395,17 @@ fn resolve(
     };
     let relax = match relax {
         Some(r) => Some(r?),
+        None if algorithm.always_relaxes() => {
+            Some(RelaxSettings::defaults(algorithm.relax_defaults()))
+        }
+        None => None,
+    };
+    let model = match model {
+        Some(m) => Some(m?),
+        None => None,
+    };
+    let acquisition = match acquisition {
+        Some(a) => Some(a?),
         None => None,
     };
     Some(Script {
@@ -354,6 +418,8 @@ fn resolve(
         relax,
         evaluator: evaluator?,
         pool: pool?,
+        model,
+        acquisition,
     })
 }
 

@@ -154,6 +154,44 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A finite number ≥ `min` (integers accepted).
+    pub fn at_least(&mut self, v: &Node, key: &str, min: f64) -> Option<f64> {
+        match finite(v) {
+            Ok(x) if x >= min => Some(x),
+            _ => {
+                self.expected(v, key, &format!("a number ≥ {}", show(min)));
+                None
+            }
+        }
+    }
+
+    /// A finite number (integers accepted).
+    pub fn number(&mut self, v: &Node, key: &str) -> Option<f64> {
+        match finite(v) {
+            Ok(x) => Some(x),
+            _ => {
+                self.expected(v, key, "a finite number");
+                None
+            }
+        }
+    }
+
+    /// `[lower, upper]`: two numbers with `0 < lower ≤ upper`.
+    pub fn bounds(&mut self, v: &Node, key: &str) -> Option<[f64; 2]> {
+        let what = "[lower, upper] with 0 < lower ≤ upper";
+        let pair = match &v.kind {
+            Kind::Array(a) if a.len() == 2 => finite(&a[0]).ok().zip(finite(&a[1]).ok()),
+            _ => None,
+        };
+        match pair {
+            Some((lo, hi)) if lo > 0.0 && lo <= hi => Some([lo, hi]),
+            _ => {
+                self.expected(v, key, what);
+                None
+            }
+        }
+    }
+
     /// An array of exactly 3 finite numbers; `positive` also requires each > 0.
     /// `names` name the elements in messages (`a, b, c` or `x, y, z`).
     pub fn vec3(

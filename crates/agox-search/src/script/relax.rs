@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::read::{Ctx, Keys};
 use super::tree::Node;
+use crate::algorithm::RelaxDefaults;
 
 /// Default convergence criterion: largest atomic force (eV/Å).
 pub const DEFAULT_FMAX: f64 = 0.05;
@@ -19,6 +20,19 @@ pub enum Optimizer {
     Bfgs,
     /// FIRE as ASE's.
     Fire,
+}
+
+impl RelaxSettings {
+    /// `[relax]` left out of a script whose algorithm always relaxes: BFGS,
+    /// `fmax = 0.05` and the algorithm's defaults.
+    pub fn defaults(d: RelaxDefaults) -> Self {
+        RelaxSettings {
+            optimizer: Optimizer::Bfgs,
+            fmax: DEFAULT_FMAX,
+            steps: d.steps,
+            start_iteration: d.start_iteration,
+        }
+    }
 }
 
 /// `[relax]`: relaxation of candidates in the model.
@@ -40,6 +54,7 @@ pub(super) fn optimizer_settings(
     cx: &mut Ctx<'_>,
     keys: &Keys<'_>,
     (optimizer, fmax, steps): (Option<&Node>, Option<&Node>, Option<&Node>),
+    default_steps: usize,
 ) -> Option<(Optimizer, f64, usize)> {
     let optimizer = match optimizer {
         Some(v) => cx
@@ -54,19 +69,23 @@ pub(super) fn optimizer_settings(
         None => Some(Optimizer::Bfgs),
     };
     let fmax = fmax.map_or(Some(DEFAULT_FMAX), |v| cx.positive(v, &keys.key("fmax")));
-    let steps = steps.map_or(Some(DEFAULT_STEPS), |v| {
+    let steps = steps.map_or(Some(default_steps), |v| {
         cx.usize_at_least(v, &keys.key("steps"), 1)
     });
     Some((optimizer?, fmax?, steps?))
 }
 
-pub(super) fn read(cx: &mut Ctx<'_>, mut keys: Keys<'_>) -> Option<RelaxSettings> {
+pub(super) fn read(
+    cx: &mut Ctx<'_>,
+    mut keys: Keys<'_>,
+    defaults: RelaxDefaults,
+) -> Option<RelaxSettings> {
     let optimizer_v = keys.get("optimizer");
     let fmax_v = keys.get("fmax");
     let steps_v = keys.get("steps");
     let start_v = keys.get("start_iteration");
-    let opt = optimizer_settings(cx, &keys, (optimizer_v, fmax_v, steps_v));
-    let start_iteration = start_v.map_or(Some(0), |v| {
+    let opt = optimizer_settings(cx, &keys, (optimizer_v, fmax_v, steps_v), defaults.steps);
+    let start_iteration = start_v.map_or(Some(defaults.start_iteration), |v| {
         cx.u64_at_least(v, &keys.key("start_iteration"), 0)
     });
     if !keys.finish(cx) {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::read::{Ctx, Keys};
-use super::tree::Kind;
 pub use crate::algorithm::Algorithm;
 
 /// Iterations in a row without a single generated candidate after which a run stops
@@ -84,24 +83,13 @@ pub(super) fn read(
     let on_task_failure_v = keys.get("on_task_failure");
     let key = |k: &str| keys.key(k);
 
+    let names = Algorithm::ALL.map(Algorithm::name);
     let algorithm = match algorithm_v {
-        Some(v) => match &v.kind {
-            Kind::Str(a) if a == "gofee" => {
-                cx.err(
-                    v.span.start,
-                    &key("algorithm"),
-                    "\"gofee\" is not available yet; expected \"rss\" or \"bh\"",
-                );
-                None
-            }
-            _ => {
-                let names = Algorithm::ALL.map(Algorithm::name);
-                cx.choice(v, &key("algorithm"), &names)
-                    .and_then(|a| Algorithm::from_name(&a))
-            }
-        },
+        Some(v) => cx
+            .choice(v, &key("algorithm"), &names)
+            .and_then(|a| Algorithm::from_name(&a)),
         None => {
-            cx.missing(at, &key("algorithm"), "\"rss\" or \"bh\"");
+            cx.missing(at, &key("algorithm"), "\"rss\", \"bh\" or \"gofee\"");
             None
         }
     };

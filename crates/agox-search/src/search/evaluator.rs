@@ -9,7 +9,13 @@
 //!   calculator it runs on the pool, where the workers' clients live
 //!   ([`CalculatorSettings::single_points_in_driver`]). A relaxation evaluator
 //!   (`kind = "relax"`) runs the chosen candidates in parallel on the pool, with the
-//!   same box as the model relaxation.
+//!   same box as the model relaxation, and stores the relaxed structure, or with
+//!   `store_trajectory` every step (GOFEE: the single point and the point after one
+//!   BFGS step).
+//! * **Until**: with a target count (GOFEE), candidates are taken in order until
+//!   that many were evaluated, a failed one replaced by the next.
+//! * **Cost**: every calculation of the calculator is counted, those of failed
+//!   evaluations included ([`Evaluated::calls`]).
 //! * **Failures**: a candidate whose calculation fails is not stored; its message is
 //!   returned in [`Evaluated::failures`]. A candidate whose task failed for good (its
 //!   workers lost or timed out on every attempt) is a fault the loop judges
@@ -20,7 +26,7 @@
 use agox_atoms::optimize::BoxConstraint;
 use agox_pool::{Handle, Pool, PoolError};
 
-use crate::calculator::{optimizer_kind, CalcFns, CalculatorModule, RelaxRequest};
+use crate::calculator::{optimizer_kind, CalcFns, CalculatorModule, RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
 use crate::script::{CalculatorSettings, EvaluatorKind, EvaluatorSettings};
 
@@ -37,10 +43,13 @@ pub struct Evaluator {
 /// What an evaluation produced.
 #[derive(Debug, Default)]
 pub struct Evaluated {
-    /// Candidates with energy and forces, in evaluation order.
+    /// Structures with energy and forces, in evaluation order (with
+    /// `store_trajectory`, every step of each relaxation).
     pub candidates: Vec<Candidate>,
     /// One message per candidate whose calculation failed (it is not stored).
     pub failures: Vec<String>,
+    /// Energy and force calculations of the calculator, failed ones included.
+    pub calls: u64,
     /// Candidates whose task failed for good (worker lost or timed out on every
     /// attempt): their place in the input, and the pool's error.
     pub faults: Vec<(usize, PoolError)>,
@@ -71,44 +80,90 @@ impl Evaluator {
         &self.settings
     }
 
-    /// Evaluates `candidates` (energy and forces set, and for a relaxation evaluator
-    /// the relaxed structure and `relax_steps` added to the model's).
+    /// Evaluates `candidates` in order (energy and forces set; for a relaxation
+    /// evaluator the relaxed structure, or every step, with `relax_steps` added to
+    /// the model's). With `until = Some(k)`, only until `k` candidates succeeded.
     pub fn evaluate(
         &self,
         pool: &Pool,
         candidates: Vec<Candidate>,
+        until: Option<usize>,
     ) -> Result<Evaluated, PoolError> {
         let mut out = Evaluated::default();
-        if candidates.is_empty() {
-            return Ok(out);
+        let mut queue = candidates.into_iter();
+        let mut succeeded = 0;
+        let mut offset = 0;
+        loop {
+            let want = until.map_or(usize::MAX, |k| k.saturating_sub(succeeded));
+            let batch: Vec<Candidate> = queue.by_ref().take(want).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            succeeded += self.evaluate_batch(pool, batch, offset, &mut out)?;
+            offset += n;
+            if until.is_none() {
+                break;
+            }
         }
+        Ok(out)
+    }
+
+    /// Evaluates `batch` (the input's candidates from `offset` on) into `out`;
+    /// returns how many candidates succeeded.
+    fn evaluate_batch(
+        &self,
+        pool: &Pool,
+        batch: Vec<Candidate>,
+        offset: usize,
+        out: &mut Evaluated,
+    ) -> Result<usize, PoolError> {
+        let mut succeeded = 0;
         let link = self.calculator.link();
         match &self.settings.kind {
             EvaluatorKind::SinglePoint if self.single_points_in_driver => {
                 let mut calc = self.calculator.lock();
-                for mut c in candidates {
+                for mut c in batch {
+                    out.calls += 1;
                     match calc.evaluate(&c.atoms) {
+                        // A calculation may "succeed" with a non-finite energy
+                        // (atoms on top of each other in LJ): such a structure
+                        // cannot be stored or compared.
+                        Ok(e) if !e.energy.is_finite() => out
+                            .failures
+                            .push(format!("single point: non-finite energy {}", e.energy)),
                         Ok(e) => {
                             c.energy = Some(e.energy);
                             c.forces = Some(e.forces);
                             out.candidates.push(c);
+                            succeeded += 1;
                         }
                         Err(e) => out.failures.push(format!("single point: {e}")),
                     }
                 }
             }
             EvaluatorKind::SinglePoint => {
-                let args = candidates.iter().map(|c| (link.clone(), c.atoms.clone()));
+                let args = batch.iter().map(|c| (link.clone(), c.atoms.clone()));
                 let results = pool.map_results(&self.fns.evaluate_candidate, args)?;
-                for (k, (mut c, r)) in candidates.into_iter().zip(results).enumerate() {
+                for (k, (mut c, r)) in batch.into_iter().zip(results).enumerate() {
                     match r {
+                        Ok(Ok(e)) if !e.energy.is_finite() => {
+                            out.calls += 1;
+                            out.failures
+                                .push(format!("single point: non-finite energy {}", e.energy));
+                        }
                         Ok(Ok(e)) => {
+                            out.calls += 1;
                             c.energy = Some(e.energy);
                             c.forces = Some(e.forces);
                             out.candidates.push(c);
+                            succeeded += 1;
                         }
-                        Ok(Err(e)) => out.failures.push(format!("single point: {e}")),
-                        Err(e) => out.fault(k, e)?,
+                        Ok(Err(e)) => {
+                            out.calls += 1;
+                            out.failures.push(format!("single point: {e}"));
+                        }
+                        Err(e) => out.fault(offset + k, e)?,
                     }
                 }
             }
@@ -116,42 +171,68 @@ impl Evaluator {
                 optimizer,
                 fmax,
                 steps,
+                store_trajectory,
             } => {
                 let request = RelaxRequest::new(optimizer_kind(*optimizer), *fmax, *steps)
-                    .with_confinement(self.confinement.clone());
-                let args = candidates
+                    .with_confinement(self.confinement.clone())
+                    .with_trajectory(*store_trajectory);
+                let args = batch
                     .iter()
                     .map(|c| (link.clone(), c.atoms.clone(), request.clone()));
                 let results = pool.map_results(&self.fns.relax_candidate, args)?;
-                for (k, (mut c, r)) in candidates.into_iter().zip(results).enumerate() {
+                for (k, (c, r)) in batch.into_iter().zip(results).enumerate() {
                     match r {
+                        Ok(Ok(o)) if !o.evaluation.energy.is_finite() => {
+                            out.calls += o.calls as u64;
+                            out.failures.push(format!(
+                                "relaxation: non-finite energy {}",
+                                o.evaluation.energy
+                            ));
+                        }
                         Ok(Ok(o)) => {
-                            c.atoms = o.atoms;
-                            c.energy = Some(o.evaluation.energy);
-                            c.forces = Some(o.evaluation.forces);
-                            let before = c.meta.relax_steps.unwrap_or(0);
-                            c.meta.relax_steps = Some(before + o.steps as u64);
-                            out.candidates.push(c);
+                            out.calls += o.calls as u64;
+                            out.candidates.extend(relaxed_points(c, o));
+                            succeeded += 1;
                         }
                         // The relaxation's own error: the calculator's answer.
-                        Ok(Err(e)) => out.failures.push(e),
-                        Err(e) => out.fault(k, e)?,
+                        Ok(Err(f)) => {
+                            out.calls += f.calls as u64;
+                            out.failures.push(f.message);
+                        }
+                        Err(e) => out.fault(offset + k, e)?,
                     }
                 }
             }
         }
-        // A calculation may "succeed" with a non-finite energy (atoms on top of each
-        // other in LJ): such a structure cannot be stored or compared; drop it.
-        let (good, bad): (Vec<_>, Vec<_>) = out
-            .candidates
+        Ok(succeeded)
+    }
+}
+
+/// The structures an evaluator's relaxation of `c` stores: every step of the
+/// trajectory when it was recorded, else the relaxed structure; `relax_steps` adds
+/// the evaluator's steps to the model's.
+fn relaxed_points(c: Candidate, o: RelaxOutcome) -> Vec<Candidate> {
+    let before = c.meta.relax_steps.unwrap_or(0);
+    match o.trajectory {
+        Some(steps) => steps
             .into_iter()
-            .partition(|c| c.energy.is_some_and(f64::is_finite));
-        out.failures.extend(
-            bad.iter()
-                .map(|c| format!("non-finite energy {:?}", c.energy)),
-        );
-        out.candidates = good;
-        Ok(out)
+            .map(|s| {
+                let mut p = c.clone();
+                p.atoms = s.atoms;
+                p.energy = Some(s.energy);
+                p.forces = Some(s.forces);
+                p.meta.relax_steps = Some(before + s.step as u64);
+                p
+            })
+            .collect(),
+        None => {
+            let mut p = c;
+            p.atoms = o.atoms;
+            p.energy = Some(o.evaluation.energy);
+            p.forces = Some(o.evaluation.forces);
+            p.meta.relax_steps = Some(before + o.steps as u64);
+            vec![p]
+        }
     }
 }
 

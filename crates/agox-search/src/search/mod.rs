@@ -5,26 +5,31 @@
 //!    (its schedule), generated on the pool with explicit per-candidate seeds
 //!    `(run seed, iteration, generator index, candidate index)`;
 //! 2. **relax** — [`ParallelRelaxPostprocess`]: every candidate relaxed on the pool in
-//!    the relaxation model ([`crate::relax_model`]: the calculator in `rss` and `bh`),
-//!    template atoms fixed, placed atoms kept in the confinement box, from
-//!    `[relax] start_iteration` on;
+//!    the relaxation model ([`crate::relax_model`]: the calculator in `rss` and `bh`,
+//!    the acquisition `E − κσ` of the model in `gofee`), template atoms fixed, placed
+//!    atoms kept in the confinement box, from `[relax] start_iteration` on (`gofee`
+//!    drops a candidate whose relaxation took no step);
 //! 3. **choose** — [`Algorithm::choose`](crate::algorithm::Algorithm::choose): `rss`
-//!    all (or the `[evaluator] count` lowest model energies), `bh` all;
+//!    all (or the `[evaluator] count` lowest model energies), `bh` all, `gofee` the
+//!    lowest acquisition values first;
 //! 4. **evaluate** — [`Evaluator`]: single points in the driver (built-in
 //!    potentials) or on the pool (an external calculator, whose clients live on the
-//!    workers), or relaxations on the pool;
+//!    workers), or relaxations on the pool (`gofee`: until `count` succeeded);
 //! 5. **store** — the iteration's evaluations and the run's counters committed to
 //!    the database in one transaction ([`Database::store_iteration`], see
 //!    [`record`]): an iteration is complete exactly when it committed; then
 //!    appended to `evaluated.xyz` (and `best.xyz` replaced when the best improved);
-//! 6. **update** — the driver's copy of the sampler offered the stored candidates;
-//!    Metropolis draws from a stream seeded by `(run seed, iteration)`;
-//! 7. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
-//!    (the sampler's parents) to the workers; its [`SyncReport`] is in the
-//!    iteration's [`IterationReport`].
+//! 6. **train** (`gofee`) — [`ModelStage::after_store`]: the stored structures become
+//!    training rows, the model is retrained with its hyperparameter search on the
+//!    pool, and the relaxation model learns the version the workers must be at;
+//! 7. **update** — the driver's copy of the sampler offered the stored candidates;
+//!    Metropolis and k-means draw from a stream seeded by `(run seed, iteration)`;
+//! 8. **synchronize** — `pool.synchronize()` pushes the changed dynamic attributes
+//!    (the sampler's parents, the relaxation model's κ and expected version) to the
+//!    workers; its [`SyncReport`] is in the iteration's [`IterationReport`].
 //!
 //! This is AGOX's observer order (generate → postprocess → evaluate → database →
-//! sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
+//! model → sampler → sync) written out as plain code. Steps 1 and 2 run as one pool task per
 //! candidate ([`crate::tasks`]); what differs between the algorithms is asked of
 //! [`Algorithm`](crate::algorithm::Algorithm).
 //!
@@ -58,6 +63,7 @@
 
 mod collector;
 mod evaluator;
+pub mod model;
 mod outputs;
 mod policy;
 mod postprocess;
@@ -75,6 +81,7 @@ use rand_chacha::ChaCha8Rng;
 pub use crate::calculator::RelaxArgs;
 pub use collector::{generator_key, GeneratorSlot, ParallelCollector};
 pub use evaluator::{Evaluated, Evaluator};
+pub use model::{ModelRecord, ModelStage, TrainingRecord, MODEL_FILE, MODEL_KEY};
 pub use outputs::{
     candidate_frame, write_atomically, AtomicWrite, Destination, Failures, GeneratorSummary,
     Outputs, PoolSummary, RunLock, RunRecord, StepTimings, Summary, SyncSummary, BEST_FILE,
@@ -91,9 +98,21 @@ use crate::db::{Database, DbError, Progress};
 use crate::environment::Environment;
 use crate::generators::derive_seed;
 use crate::relax_model::{RelaxModel, RELAX_MODEL_KEY};
+use crate::samplers::SamplerError;
 use crate::samplers::SamplerModule;
 use crate::script::Script;
-use crate::tasks::{PipelineArgs, PipelineOutput};
+use crate::script::{ModelSettings, SamplerSettings};
+use crate::surrogate::TrainReport;
+use crate::tasks::{PipelineArgs, PipelineOutput, Relaxation};
+
+/// A submitted generate-and-relax task with its arguments (to submit it again
+/// after healing a worker's copy of the model).
+type Submitted = (PipelineArgs, Pending<PipelineOutput>);
+
+/// How often a candidate's task is submitted again after healing the copy of the
+/// model it found behind (a worker replaced again in between).
+const MAX_HEALS: usize = 3;
+use agox_models::fingerprint::Fingerprint;
 
 /// Pool key of the calculator module (the calculator that evaluates; in `rss` and
 /// `bh` also the one the relaxation model relaxes in).
@@ -196,6 +215,12 @@ pub enum SearchError {
     /// The calculator's parameters are unusable.
     #[error("calculator: {0}")]
     Calculator(String),
+    /// The surrogate model failed (its settings, or a training).
+    #[error("{0}")]
+    Model(String),
+    /// The sampler could not take an iteration's structures.
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
     /// The run cannot be resumed as asked.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -249,6 +274,15 @@ pub struct IterationReport {
     pub relaxed: usize,
     /// Relaxations that failed.
     pub relax_failures: usize,
+    /// Candidates left out because their relaxation took no step (`gofee`).
+    pub unmoved: usize,
+    /// Optimizer steps of the iteration's relaxations.
+    pub relax_steps: u64,
+    /// Calculations of the real calculator in this iteration (relaxations in it
+    /// and evaluations).
+    pub calculator_calls: u64,
+    /// The surrogate's training after the store (`gofee`).
+    pub training: Option<TrainReport>,
     /// Energies of the evaluated (and stored) candidates, in storage order.
     pub energies: Vec<f64>,
     /// Evaluations that failed.
@@ -280,12 +314,13 @@ impl std::fmt::Display for IterationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "iteration {}: {} generated, {} relaxed, {} evaluated",
-            self.iteration,
-            self.generated,
-            self.relaxed,
-            self.energies.len()
+            "iteration {}: {} generated, {} relaxed",
+            self.iteration, self.generated, self.relaxed
         )?;
+        if self.unmoved > 0 {
+            write!(f, " ({} unmoved, dropped)", self.unmoved)?;
+        }
+        write!(f, ", {} evaluated", self.energies.len())?;
         let failures = self.generation_failures + self.relax_failures + self.evaluation_failures;
         match (failures, self.dropped) {
             (0, 0) => {}
@@ -308,6 +343,21 @@ impl std::fmt::Display for IterationReport {
         write!(f, " | {:.2} ms", self.elapsed * 1e3)?;
         // The pool's own figures only in the alternate form (`{:#}`, `-v`).
         if f.alternate() {
+            if let Some(t) = &self.training {
+                write!(
+                    f,
+                    " | model: {} rows, θ = [{}], search {:.1} ms, rows {} B and state {} B to the workers",
+                    t.rows,
+                    t.hyperparameters
+                        .iter()
+                        .map(|h| format!("{h:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.search_s * 1e3,
+                    t.rows_sync.bytes,
+                    t.state_sync.bytes
+                )?;
+            }
             write!(f, " | {}", self.sync)?;
         }
         Ok(())
@@ -325,6 +375,10 @@ pub struct Search {
     postprocess: Option<ParallelRelaxPostprocess>,
     evaluator: Evaluator,
     sampler: Option<Handle<SamplerModule>>,
+    /// The surrogate stage (`gofee`).
+    model: Option<ModelStage>,
+    /// Whether relaxing candidates costs calls of the real calculator.
+    relaxes_in_calculator: bool,
     db: Database,
     outputs: Outputs,
     /// Held for the search's whole life: no other process writes this directory.
@@ -349,7 +403,7 @@ pub struct Search {
     /// `calculator.release` (stops the workers' clients).
     release: FnHandle<Link<CalculatorModule>, ()>,
     /// Candidates of a later iteration already submitted (see [`crate::tasks`]).
-    lookahead: Option<(u64, Vec<Pending<PipelineOutput>>)>,
+    lookahead: Option<(u64, Vec<Submitted>)>,
 }
 
 impl Search {
@@ -450,11 +504,31 @@ impl Search {
         let calculator = pool.add_module(CALCULATOR_KEY, CalculatorModule::new(spec))?;
 
         // The sampler: replay the stored evaluations (resume) before the workers get it.
-        let mut sampler_module = script.sampler.as_ref().map(SamplerModule::from_settings);
-        if let Some(s) = sampler_module.as_mut() {
-            for (&iteration, stored) in &history.iterations {
-                s.update(stored, &mut sampler_rng(seed, iteration));
+        // A kmeans sampler describes structures as the model does.
+        let descriptor = match &script.sampler {
+            Some(SamplerSettings::Kmeans { .. }) => {
+                let params = script
+                    .model
+                    .as_ref()
+                    .map_or_else(Default::default, ModelSettings::descriptor);
+                let fingerprint = Fingerprint::for_search(params, &env.template, &env.numbers)
+                    .map_err(|e| SearchError::Model(format!("descriptor: {e}")))?;
+                Some(fingerprint.spec().clone())
             }
+            _ => None,
+        };
+        let mut sampler_module = script
+            .sampler
+            .as_ref()
+            .map(|s| SamplerModule::from_settings(s, descriptor.as_ref()))
+            .transpose()?;
+        if let Some(s) = sampler_module.as_mut() {
+            s.replay(
+                history
+                    .iterations
+                    .iter()
+                    .map(|(&i, stored)| (stored.as_slice(), sampler_rng(seed, i))),
+            )?;
         }
         let sampler = match sampler_module {
             Some(m) => Some(pool.add_module(SAMPLER_KEY, m)?),
@@ -468,21 +542,50 @@ impl Search {
             sampler.as_ref().map(Handle::link),
         )?;
         let confinement = env.box_constraint();
-        let postprocess = script
-            .relax
+        // The surrogate (gofee): rebuilt from the database on resume.
+        let model = if script.search.algorithm.trains_model() {
+            let earlier = if history.iterations.is_empty() {
+                None
+            } else {
+                model::read_record(outputs.dir())?
+            };
+            Some(ModelStage::new(
+                &pool,
+                &fns,
+                &script,
+                &env,
+                seed,
+                &history.iterations,
+                earlier,
+            )?)
+        } else {
+            None
+        };
+        let relax_model = match script.search.algorithm.relaxation_model() {
+            RelaxationModel::Calculator if script.relax.is_some() => {
+                Some(pool.add_module(RELAX_MODEL_KEY, RelaxModel::calculator(calculator.link()))?)
+            }
+            RelaxationModel::Calculator => None,
+            RelaxationModel::Acquisition => match &model {
+                Some(m) => Some(m.relax_model().clone()),
+                None => {
+                    return Err(SearchError::Model(
+                        "the algorithm relaxes in a model, but the script has no [model]".into(),
+                    ))
+                }
+            },
+        };
+        let relaxes_in_calculator = relax_model
             .as_ref()
-            .map(|r| {
-                let model = match script.search.algorithm.relaxation_model() {
-                    RelaxationModel::Calculator => RelaxModel::calculator(calculator.link()),
-                };
-                let model = pool.add_module(RELAX_MODEL_KEY, model)?;
-                Ok::<_, PoolError>(ParallelRelaxPostprocess::new(
-                    model.link(),
-                    r,
-                    confinement.clone(),
-                ))
-            })
-            .transpose()?;
+            .is_some_and(|m| m.lock().is_calculator());
+        let postprocess = match (&script.relax, &relax_model) {
+            (Some(r), Some(m)) => Some(ParallelRelaxPostprocess::new(
+                m.link(),
+                r,
+                confinement.clone(),
+            )),
+            _ => None,
+        };
         let evaluator = Evaluator::new(
             script.evaluator.clone(),
             calculator,
@@ -510,7 +613,12 @@ impl Search {
                 }
                 c
             }
-            None => RunCounters::new(labels),
+            // A database without recorded progress: what its structures say.
+            None => RunCounters {
+                calculator_calls: history.calculator_calls,
+                surrogate_steps: history.surrogate_steps,
+                ..RunCounters::new(labels)
+            },
         };
         Ok(Search {
             next_iteration,
@@ -526,6 +634,8 @@ impl Search {
             postprocess,
             evaluator,
             sampler,
+            model,
+            relaxes_in_calculator,
             db,
             outputs,
             lock,
@@ -542,11 +652,11 @@ impl Search {
 
     /// Submits iteration `iteration`'s candidates: one fused generate-and-relax task
     /// each, with the explicit seeds of [`ParallelCollector::requests`].
-    fn submit_candidates(&self, iteration: u64) -> Result<Vec<Pending<PipelineOutput>>, PoolError> {
+    fn submit_candidates(&self, iteration: u64) -> Result<Vec<Submitted>, PoolError> {
         let relax = self
             .postprocess
             .as_ref()
-            .filter(|p| p.active(iteration))
+            .filter(|_| self.relaxes(iteration))
             .map(|p| (p.model().clone(), p.request().clone()));
         let args: Vec<PipelineArgs> = self
             .collector
@@ -554,7 +664,39 @@ impl Search {
             .into_iter()
             .map(|r| (r, relax.clone()))
             .collect();
-        self.pool.submit_all(&self.generate_relax, args)
+        let pending = self.pool.submit_all(&self.generate_relax, args.clone())?;
+        Ok(args.into_iter().zip(pending).collect())
+    }
+
+    /// The output of a submitted task. A relaxation that found its worker's copy of
+    /// the model behind is submitted again once that copy is healed (see
+    /// [`crate::surrogate`]), so the result is the undisturbed one.
+    fn collect(&mut self, (args, pending): Submitted) -> Result<PipelineOutput, SearchError> {
+        let mut out = self.pool.get(pending)?;
+        for _ in 0..MAX_HEALS {
+            let Some(Relaxation::Behind(behind)) = &out.1 else {
+                break;
+            };
+            let behind = behind.clone();
+            match self.model.as_mut() {
+                Some(m) => m.heal(&self.pool, &behind)?,
+                None => return Err(SearchError::Model(behind.to_string())),
+            }
+            out = self
+                .pool
+                .get(self.pool.submit(&self.generate_relax, &args)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Whether iteration `iteration`'s candidates are relaxed: from
+    /// `[relax] start_iteration` on, and in a surrogate's acquisition only once the
+    /// model is trained (before, there is nothing to relax in).
+    fn relaxes(&self, iteration: u64) -> bool {
+        self.postprocess
+            .as_ref()
+            .is_some_and(|p| p.active(iteration))
+            && self.model.as_ref().is_none_or(ModelStage::is_trained)
     }
 
     /// The progress to record when `next_iteration` iterations are complete and
@@ -625,6 +767,21 @@ impl Search {
         self.evaluations
     }
 
+    /// Calculations of the real calculator so far (whole run).
+    pub fn calculator_calls(&self) -> u64 {
+        self.counters.calculator_calls
+    }
+
+    /// Optimizer steps in the surrogate's acquisition so far (whole run).
+    pub fn surrogate_steps(&self) -> u64 {
+        self.counters.surrogate_steps
+    }
+
+    /// The surrogate stage (`gofee`).
+    pub fn model(&self) -> Option<&ModelStage> {
+        self.model.as_ref()
+    }
+
     /// The driver's sampler module, if the search has one.
     pub fn sampler(&self) -> Option<&Handle<SamplerModule>> {
         self.sampler.as_ref()
@@ -676,10 +833,8 @@ impl Search {
         if lookahead && iteration + 1 < self.iterations() {
             self.lookahead = Some((iteration + 1, self.submit_candidates(iteration + 1)?));
         }
-        let relax_active = self
-            .postprocess
-            .as_ref()
-            .is_some_and(|p| p.active(iteration));
+        let relax_active = self.relaxes(iteration);
+        let drops_unmoved = self.script.search.algorithm.drops_unmoved();
         let mut relaxed = Relaxed::default();
         let mut generated = 0;
         let mut generation_failures = 0;
@@ -688,18 +843,21 @@ impl Search {
         // the iteration is stored: an iteration that ends early counts nothing.
         let mut counters = self.counters.clone();
         let policy = self.script.search.on_task_failure;
-        // Which generator made each task, in submission order. A pool error is a
-        // fault, not a candidate that could not be made: the policy decides.
+        // Which generator made each task, in submission order. A task that failed
+        // for good (its workers lost or timed out) is a fault, not a candidate that
+        // could not be made: the policy decides. Any other pool error (a task that
+        // panicked, a copy of the model that could not be healed) stops the run.
         let owners = self.collector.owners(iteration);
-        for (k, (p, g)) in pending.into_iter().zip(owners).enumerate() {
-            let (made, relaxation) = match self.pool.get(p) {
+        for (k, (task, g)) in pending.into_iter().zip(owners).enumerate() {
+            let (made, relaxation) = match self.collect(task) {
                 Ok(output) => output,
-                Err(e) => {
+                Err(SearchError::Pool(e)) => {
                     let candidate = format!("candidate {k} ({})", counters.generators[g].generator);
                     let message = policy::judge(policy, iteration, candidate, e)?;
                     note_dropped(&mut counters, &mut failures, message);
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             let record = &mut counters.generators[g];
             match made {
@@ -707,15 +865,22 @@ impl Search {
                     generated += 1;
                     record.generated += 1;
                     match relaxation {
-                        Some(Ok(outcome)) => relaxed.push_relaxed(c, outcome),
+                        Some(Relaxation::Done(outcome)) if drops_unmoved && outcome.steps == 0 => {
+                            relaxed.push_unmoved(&outcome);
+                        }
+                        Some(Relaxation::Done(outcome)) => relaxed.push_relaxed(c, *outcome),
                         None => relaxed.push_unrelaxed(c),
-                        Some(Err(e)) => {
-                            counters.relax_failures.record(&e);
+                        // `collect` healed every copy that was behind.
+                        Some(Relaxation::Behind(b)) => {
+                            return Err(SearchError::Model(b.to_string()));
+                        }
+                        Some(Relaxation::Failed(e)) => {
+                            counters.relax_failures.record(&e.message);
                             failures.push(FailureNote {
                                 source: "relax".into(),
-                                message: e.clone(),
+                                message: e.message.clone(),
                             });
-                            relaxed.failures.push(e);
+                            relaxed.push_failed(e);
                         }
                     }
                 }
@@ -742,20 +907,39 @@ impl Search {
             0
         };
         let relax_failures = relaxed.failures.len();
+        let mut calculator_calls = 0;
+        if self.relaxes_in_calculator {
+            calculator_calls += relaxed.calls;
+        } else {
+            counters.surrogate_steps += relaxed.steps;
+        }
         if stop.load(Ordering::SeqCst) {
             return Ok(None);
         }
 
         // 3. choose, 4. evaluate
         let t = Instant::now();
-        let chosen = self
-            .script
-            .search
-            .algorithm
-            .choose(self.script.evaluator.count, &relaxed.model_energies);
+        // Candidates not relaxed in the acquisition still rank by it once the model
+        // is trained (AGOX's acquisitor predicts them in the driver).
+        if let Some(model) = self.model.as_mut().filter(|m| m.is_trained()) {
+            for (e, c) in relaxed.model_energies.iter_mut().zip(&relaxed.candidates) {
+                if e.is_none() {
+                    *e = Some(model.acquisition(&c.atoms)?);
+                }
+            }
+        }
+        let algorithm = self.script.search.algorithm;
+        let chosen = algorithm.choose(self.script.evaluator.count, &relaxed.model_energies);
         let mut pool_of = relaxed.candidates.into_iter().map(Some).collect::<Vec<_>>();
         let chosen: Vec<Candidate> = chosen.iter().filter_map(|&i| pool_of[i].take()).collect();
-        let evaluated = self.evaluator.evaluate(&self.pool, chosen)?;
+        let until = if algorithm.replaces_failed_evaluations() {
+            self.script.evaluator.count
+        } else {
+            None
+        };
+        let evaluated = self.evaluator.evaluate(&self.pool, chosen, until)?;
+        calculator_calls += evaluated.calls;
+        counters.calculator_calls += calculator_calls;
         timings.evaluate = t.elapsed().as_secs_f64();
         let evaluation_failures = evaluated.failures.len();
         for message in evaluated.failures {
@@ -778,6 +962,8 @@ impl Search {
         let now = self.time_offset + self.started.elapsed().as_secs_f64();
         for c in &mut stored {
             c.meta.time_stamp = Some(now);
+            c.meta.calculator_calls = Some(counters.calculator_calls);
+            c.meta.surrogate_steps = Some(counters.surrogate_steps);
         }
         counters.nothing_generated = if generated == 0 {
             counters.nothing_generated + 1
@@ -808,19 +994,27 @@ impl Search {
         }
         timings.store = t.elapsed().as_secs_f64();
 
-        // 6. update the sampler (driver copy)
+        // 6. train the model (gofee)
+        let t = Instant::now();
+        let training = match self.model.as_mut() {
+            Some(m) => m.after_store(&self.pool, self.seed, iteration, &stored, &self.outputs)?,
+            None => None,
+        };
+        timings.train = t.elapsed().as_secs_f64();
+
+        // 7. update the sampler (driver copy)
         let t = Instant::now();
         let accepted = match &self.sampler {
             Some(s) => {
                 s.lock()
-                    .update(&stored, &mut sampler_rng(self.seed, iteration))
+                    .update(&stored, &mut sampler_rng(self.seed, iteration))?
                     .accepted
             }
             None => Vec::new(),
         };
         timings.update = t.elapsed().as_secs_f64();
 
-        // 7. synchronize the pool
+        // 8. synchronize the pool
         let t = Instant::now();
         let sync = self.pool.synchronize()?;
         timings.sync = t.elapsed().as_secs_f64();
@@ -837,6 +1031,10 @@ impl Search {
             generation_failures,
             relaxed: n_relaxed,
             relax_failures,
+            unmoved: relaxed.unmoved,
+            relax_steps: relaxed.steps,
+            calculator_calls,
+            training,
             energies: stored.iter().filter_map(|c| c.energy).collect(),
             evaluation_failures,
             dropped,
@@ -888,7 +1086,7 @@ impl Search {
     /// needed: a resumed run makes them again from the same seeds).
     fn drain_lookahead(&mut self) {
         if let Some((_, pending)) = self.lookahead.take() {
-            for p in pending {
+            for (_, p) in pending {
                 // Only waiting: a failure here changes nothing stored.
                 self.pool.get(p).ok();
             }
@@ -991,6 +1189,8 @@ impl Search {
             best_iteration: self.best.as_ref().map(|b| b.meta.iteration),
             best_id: self.best.as_ref().and_then(|b| b.meta.id),
             evaluations: self.evaluations,
+            calculator_calls: self.counters.calculator_calls,
+            surrogate_steps: self.counters.surrogate_steps,
             energy_unit: self.script.energy_unit().to_owned(),
             generated: c.generators.iter().map(|g| g.generated).sum(),
             generation_failures: c.generators.iter().map(|g| g.failures.count).sum(),
@@ -1021,9 +1221,12 @@ impl Search {
         }
     }
 
-    /// Stops the workers' clients ([`stop_clients`](Self::stop_clients)), writes
-    /// `summary.json` and returns the summary.
+    /// Waits for any candidates of a later iteration already submitted (so no task
+    /// is left running on a worker), stops the workers' clients
+    /// ([`stop_clients`](Self::stop_clients)), writes `summary.json` and returns the
+    /// summary.
     pub fn finish(&mut self, interrupted: bool) -> Result<Summary, SearchError> {
+        self.drain_lookahead();
         self.stop_clients()?;
         let summary = self.summary(interrupted);
         self.outputs.write_json(SUMMARY_FILE, &summary)?;

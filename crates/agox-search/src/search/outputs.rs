@@ -372,6 +372,10 @@ pub struct StepTimings {
     pub evaluate: f64,
     /// Committing to the database and writing the `.xyz` files.
     pub store: f64,
+    /// Training the surrogate model: rows to the workers, the hyperparameter
+    /// search on the pool, the fit, the state to the workers (`gofee`).
+    #[serde(default)]
+    pub train: f64,
     /// Updating the sampler.
     pub update: f64,
     /// Synchronizing the pool.
@@ -385,13 +389,20 @@ impl StepTimings {
         self.relax += other.relax;
         self.evaluate += other.evaluate;
         self.store += other.store;
+        self.train += other.train;
         self.update += other.update;
         self.sync += other.sync;
     }
 
     /// Total over the steps.
     pub fn total(&self) -> f64 {
-        self.collect + self.relax + self.evaluate + self.store + self.update + self.sync
+        self.collect
+            + self.relax
+            + self.evaluate
+            + self.store
+            + self.train
+            + self.update
+            + self.sync
     }
 }
 
@@ -495,7 +506,7 @@ pub struct GeneratorSummary {
 pub struct Summary {
     /// The script.
     pub script: PathBuf,
-    /// `rss` or `bh`.
+    /// `rss`, `bh` or `gofee`.
     pub algorithm: String,
     /// The run seed.
     pub seed: u64,
@@ -515,6 +526,11 @@ pub struct Summary {
     pub best_id: Option<i64>,
     /// Structures evaluated (and stored), over the whole run including before a resume.
     pub evaluations: u64,
+    /// Energy and force calculations of the real calculator over the whole run
+    /// (relaxations in the calculator and evaluations, failed ones included).
+    pub calculator_calls: u64,
+    /// Optimizer steps in the surrogate's acquisition over the whole run (`gofee`).
+    pub surrogate_steps: u64,
     /// The unit of the energies (`eV`; `ε` for Lennard-Jones in reduced units).
     pub energy_unit: String,
     /// Candidates generated, over the whole run (including before a resume, as every

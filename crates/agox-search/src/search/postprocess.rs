@@ -11,7 +11,7 @@
 use agox_atoms::optimize::BoxConstraint;
 use agox_pool::Link;
 
-use crate::calculator::{RelaxOutcome, RelaxRequest};
+use crate::calculator::{RelaxFailure, RelaxOutcome, RelaxRequest};
 use crate::candidate::Candidate;
 use crate::relax_model::RelaxModel;
 use crate::script::RelaxSettings;
@@ -26,8 +26,14 @@ pub struct Relaxed {
     pub model_energies: Vec<Option<f64>>,
     /// One message per candidate whose relaxation failed.
     pub failures: Vec<String>,
-    /// Optimizer steps over all relaxations.
+    /// Candidates left out because their relaxation took no step (GOFEE).
+    pub unmoved: usize,
+    /// Optimizer steps over all relaxations (of a failed one: the steps before the
+    /// failing calculation).
     pub steps: u64,
+    /// Energy and force calculations of the relaxation model, failed relaxations
+    /// included.
+    pub calls: u64,
 }
 
 impl Relaxed {
@@ -36,6 +42,7 @@ impl Relaxed {
     /// energy is kept.
     pub fn push_relaxed(&mut self, mut candidate: Candidate, outcome: RelaxOutcome) {
         self.steps += outcome.steps as u64;
+        self.calls += outcome.calls as u64;
         candidate.atoms = outcome.atoms;
         candidate.meta.relax_steps = Some(outcome.steps as u64);
         self.model_energies.push(Some(outcome.evaluation.energy));
@@ -46,6 +53,19 @@ impl Relaxed {
     pub fn push_unrelaxed(&mut self, candidate: Candidate) {
         self.model_energies.push(None);
         self.candidates.push(candidate);
+    }
+
+    /// Counts a relaxation that took no step and whose candidate is left out.
+    pub fn push_unmoved(&mut self, outcome: &RelaxOutcome) {
+        self.calls += outcome.calls as u64;
+        self.unmoved += 1;
+    }
+
+    /// Records a failed relaxation (its candidate is left out).
+    pub fn push_failed(&mut self, failure: RelaxFailure) {
+        self.calls += failure.calls as u64;
+        self.steps += failure.calls.saturating_sub(1) as u64;
+        self.failures.push(failure.message);
     }
 }
 

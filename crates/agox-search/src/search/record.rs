@@ -122,6 +122,11 @@ pub struct RunCounters {
     pub dropped: Failures,
     /// Iterations in a row, up to the last one, in which nothing was generated.
     pub nothing_generated: u64,
+    /// Energy and force calculations of the real calculator (relaxations in it and
+    /// evaluations, failed ones included).
+    pub calculator_calls: u64,
+    /// Optimizer steps in a surrogate's acquisition (`gofee`).
+    pub surrogate_steps: u64,
     /// The pool's faults.
     pub pool_events: PoolEvents,
 }

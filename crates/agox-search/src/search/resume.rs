@@ -39,6 +39,10 @@ pub struct History {
     pub complete: Option<u64>,
     /// The run's counters after them, as recorded.
     pub counters: Option<RunCounters>,
+    /// The run's calculator calls when its last candidate was stored.
+    pub calculator_calls: u64,
+    /// The run's optimizer steps in the surrogate when its last candidate was stored.
+    pub surrogate_steps: u64,
 }
 
 impl History {
@@ -57,6 +61,8 @@ impl History {
             if let Some(t) = c.meta.time_stamp {
                 h.last_time_stamp = h.last_time_stamp.max(t);
             }
+            h.calculator_calls = h.calculator_calls.max(c.meta.calculator_calls.unwrap_or(0));
+            h.surrogate_steps = h.surrogate_steps.max(c.meta.surrogate_steps.unwrap_or(0));
             h.iterations.entry(c.meta.iteration).or_default().push(c);
         }
         h
@@ -120,7 +126,11 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
         ))
     })?;
     if let Some(given) = given {
-        check_same_search(given, &record.settings)?;
+        // Compared with the recorded settings as this version reads them (a key
+        // added since, such as `model`, takes its default in both).
+        let recorded = serde_json::to_value(&script)
+            .map_err(|e| SearchError::Resume(format!("{}: {e}", dir.join(RUN_FILE).display())))?;
+        check_same_search(given, &recorded)?;
         script.search.iterations = given.search.iterations;
         // How faults are handled may change: it changes no result of the
         // iterations done.
@@ -135,18 +145,20 @@ pub fn resume_settings(dir: &Path, given: Option<&Script>) -> Result<Script, Sea
 /// The parts of the resolved settings that must not change between a run and its
 /// resumption (everything but iterations, workers, output, seed, `[pool]` and
 /// `on_task_failure`).
-const FROZEN: [&str; 6] = [
+const FROZEN: [&str; 8] = [
     "environment",
     "calculator",
     "generators",
     "sampler",
     "relax",
     "evaluator",
+    "model",
+    "acquisition",
 ];
 
 /// Checks that `script` describes the same search as the recorded `settings`
 /// (`Script::to_json` of the original run): same algorithm, environment,
-/// calculator, generators, sampler, relaxation and evaluator.
+/// calculator, generators, sampler, relaxation, evaluator, model and acquisition.
 pub fn check_same_search(script: &Script, settings: &Value) -> Result<(), SearchError> {
     let now: Value =
         serde_json::from_str(&script.to_json()).map_err(|e| SearchError::Resume(e.to_string()))?;
