@@ -479,8 +479,9 @@ impl Connection for RankEnd {
     }
     fn take_shared(&mut self, len: usize) -> io::Result<SharedValue> {
         let mut value = match self.received.take().map(Arc::try_unwrap) {
-            // Not when much larger: the worker would hold memory it no longer needs.
-            Some(Ok(v)) if v.capacity() / 2 <= len => v,
+            // Not when too small (growing would copy the old value), nor when
+            // much larger (the worker would hold memory it no longer needs).
+            Some(Ok(v)) if v.capacity() >= len && v.capacity() / 2 <= len => v,
             _ => Vec::new(),
         };
         // The broadcast overwrites every byte; only a longer tail is zeroed.
