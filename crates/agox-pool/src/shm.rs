@@ -57,8 +57,9 @@ pub(crate) fn memory_file(bytes: &[u8], reuse: Option<Arc<OwnedFd>>) -> io::Resu
 pub enum SharedValue {
     /// Mapped from a memory file the coordinator passed.
     Mapped(SharedView),
-    /// Received into memory (a collective broadcast).
-    Owned(Vec<u8>),
+    /// Received into memory (a collective broadcast), into a buffer the
+    /// transport takes back for the next value once this one is dropped.
+    Received(std::sync::Arc<Vec<u8>>),
 }
 
 impl SharedValue {
@@ -66,7 +67,7 @@ impl SharedValue {
     pub fn bytes(&self) -> &[u8] {
         match self {
             SharedValue::Mapped(v) => v.bytes(),
-            SharedValue::Owned(v) => v,
+            SharedValue::Received(v) => v,
         }
     }
 }

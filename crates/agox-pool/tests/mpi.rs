@@ -120,11 +120,14 @@ fn small_and_large_attributes_reach_every_rank(pool: &Pool, f: &Fns) -> Result<(
         return Err(format!("sent {r}"));
     }
     check((3.0, 1, 2))?;
-    // 8 MB: one collective broadcast.
-    for round in 0..3u64 {
-        let w: Vec<f64> = (0..1_000_000)
-            .map(|i| ((i as u64 + round) % 97) as f64)
-            .collect();
+    // 8 MB: one collective broadcast. Then shorter and longer values: a worker
+    // receives each into the buffer of the one before.
+    for (round, len) in [1_000_000, 1_000_000, 600_000, 1_200_000]
+        .into_iter()
+        .enumerate()
+    {
+        let round = round as u64;
+        let w: Vec<f64> = (0..len).map(|i| ((i as u64 + round) % 97) as f64).collect();
         let want = (w.iter().sum::<f64>(), 2 + round, w.len());
         {
             let mut g = m.lock();
@@ -132,7 +135,7 @@ fn small_and_large_attributes_reach_every_rank(pool: &Pool, f: &Fns) -> Result<(
             g.version = 2 + round;
         }
         let r = pool.synchronize().map_err(|e| e.to_string())?;
-        if r.attributes != 2 || r.bytes < 8_000_000 * n {
+        if r.attributes != 2 || r.bytes < 8 * len * n {
             return Err(format!("sent {r}"));
         }
         check(want)?;

@@ -428,6 +428,10 @@ impl Drop for MpiTransport {
 pub(crate) struct RankEnd {
     buf: Vec<u8>,
     pos: usize,
+    /// The buffer the last broadcast value was received into, reused for the
+    /// next one once the worker has dropped it: a fresh allocation of a large
+    /// value is a fresh mapping, whose every page faults as the value arrives.
+    received: Option<Arc<Vec<u8>>>,
 }
 
 impl Read for RankEnd {
@@ -474,7 +478,14 @@ impl Connection for RankEnd {
         Ok(())
     }
     fn take_shared(&mut self, len: usize) -> io::Result<SharedValue> {
-        let mut value = vec![0u8; len];
+        let mut value = match self.received.take().map(Arc::try_unwrap) {
+            // Not when too small (growing would copy the old value), nor when
+            // much larger (the worker would hold memory it no longer needs).
+            Some(Ok(v)) if v.capacity() >= len && v.capacity() / 2 <= len => v,
+            _ => Vec::new(),
+        };
+        // The broadcast overwrites every byte; only a longer tail is zeroed.
+        value.resize(len, 0);
         let world = SimpleCommunicator::world();
         let root = world.process_at_rank(0);
         // The coordinator's broadcast is non-blocking, and blocking and
@@ -487,6 +498,8 @@ impl Connection for RankEnd {
                 backoff.pause(COLLECTIVE_NAP, None);
             }
         });
-        Ok(SharedValue::Owned(value))
+        let value = Arc::new(value);
+        self.received = Some(value.clone());
+        Ok(SharedValue::Received(value))
     }
 }
