@@ -234,6 +234,91 @@ fn tcp_external_workers_connect_with_the_token() -> Result<(), String> {
     Ok(())
 }
 
+/// An external TCP worker lost in the middle of a run: a new worker that connects
+/// with the lost one's slot number and the token takes its place and gets the
+/// pool's state (every worker then sees the same attribute); a slot that nobody
+/// takes within `connect_timeout` breaks the pool, which says so on that call and
+/// on every later one.
+fn tcp_external_worker_lost_is_taken_over_or_breaks_the_pool() -> Result<(), String> {
+    let token = "fedcba9876543210fedcba9876543210".to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let address = format!("tcp://127.0.0.1:{port}");
+    let spawn = |id: usize| {
+        Command::new(exe())
+            .args(["worker", "--connect", &address, "--id", &id.to_string()])
+            .env("AGOX_POOL_TOKEN", &token)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
+    let mut workers = vec![spawn(0)?, spawn(1)?];
+    let mut cfg = PoolConfig {
+        launcher: Launcher::External,
+        token: Some(token.clone()),
+        ..PoolConfig::with_workers(2).transport(TransportConfig::Tcp {
+            listen: format!("127.0.0.1:{port}"),
+        })
+    };
+    cfg.connect_timeout = Duration::from_secs(3);
+    let pool = Pool::start(registry(false), cfg).map_err(|e| e.to_string())?;
+    let w = pool
+        .add_module("weights", Weights::default())
+        .map_err(|e| e.to_string())?;
+    w.lock().values = (0..100_000).map(|i| (i % 5) as f64).collect();
+    pool.synchronize().map_err(|e| e.to_string())?;
+    let want: f64 = w.lock().values.iter().sum();
+    let square = agox::pool::FnHandle::<u64, u64>::new("square");
+    let sum = agox::pool::FnHandle::<Link<Weights>, f64>::new("weights_sum");
+
+    // Worker 1 is lost; its successor takes slot 1.
+    workers[1].kill().map_err(|e| e.to_string())?;
+    workers[1].wait().map_err(|e| e.to_string())?;
+    workers.push(spawn(1)?);
+    let out = pool.map(&square, 0..200u64).map_err(|e| e.to_string())?;
+    if out != (0..200u64).map(|x| x * x).collect::<Vec<_>>() {
+        return Err(format!("wrong results after the loss: {out:?}"));
+    }
+    let seen = pool.broadcast(&sum, &w.link()).map_err(|e| e.to_string())?;
+    if seen != vec![want; 2] {
+        return Err(format!(
+            "after the takeover workers see {seen:?}, expected {want}"
+        ));
+    }
+    if pool.stats().workers_lost < 1 {
+        return Err("the loss was not counted".into());
+    }
+
+    // Worker 0 is lost and nobody takes its slot: the pool breaks.
+    workers[0].kill().map_err(|e| e.to_string())?;
+    workers[0].wait().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let error = loop {
+        match pool.map(&square, 0..200u64) {
+            Err(e) => break e,
+            Ok(_) if t0.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Ok(_) => return Err("the pool kept serving with a slot nobody took".into()),
+        }
+    };
+    if !error.is_broken() {
+        return Err(format!("expected a broken pool, got: {error}"));
+    }
+    match pool.map(&square, 0..2u64) {
+        Err(e) if e.is_broken() => {}
+        other => return Err(format!("a broken pool answered {other:?}")),
+    }
+    drop(pool);
+    for mut w in workers.into_iter().skip(2) {
+        let _ = w.kill();
+        w.wait().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// A worker built with a different registry is refused, naming both fingerprints.
 fn registry_mismatch_is_refused() -> Result<(), String> {
     let mut cfg = PoolConfig {
@@ -469,6 +554,10 @@ fn main() {
         (
             "tcp_external_workers_connect_with_the_token",
             tcp_external_workers_connect_with_the_token,
+        ),
+        (
+            "tcp_external_worker_lost_is_taken_over_or_breaks_the_pool",
+            tcp_external_worker_lost_is_taken_over_or_breaks_the_pool,
         ),
         (
             "peer_of_another_user_is_refused",
