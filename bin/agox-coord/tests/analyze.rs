@@ -8,28 +8,18 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agox-coord");
+mod common;
+
+use common::{run as agox, s, start_long_run, write_script};
+
 const TOLERANCE: f64 = 0.01;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn agox(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn stdout_of(out: &Output) -> String {
     assert!(
@@ -39,51 +29,6 @@ fn stdout_of(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// LJ7 basin hopping, two evaluations per iteration (fast: a run of 8 iterations
-/// takes well under a second).
-fn write_script(dir: &Path, iterations: u64) -> PathBuf {
-    let text = format!(
-        r#"
-[search]
-algorithm = "bh"
-iterations = {iterations}
-
-[environment]
-symbols = "Ar7"
-cell = [20.0, 20.0, 20.0]
-confinement = {{ corner = [7.0, 7.0, 7.0], size = [6.0, 6.0, 6.0] }}
-
-[calculator]
-kind = "lj"
-epsilon = 1.0
-sigma = 2.0
-cutoff = 50.0
-shift = false
-
-[[generator]]
-kind = "random"
-count = {{ 0 = 2, 1 = 0 }}
-
-[[generator]]
-kind = "rattle"
-n_rattle = 2
-amplitude = 2.0
-count = {{ 0 = 0, 1 = 2 }}
-
-[sampler]
-kind = "metropolis"
-temperature = 0.5
-
-[relax]
-fmax = 0.02
-steps = 300
-"#
-    );
-    let path = dir.join("lj7.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// Finished runs of 8 iterations, one per seed, in `dir/seed-N`.
@@ -585,34 +530,6 @@ fn staircase_rising(values: &[f64]) -> Vec<(f64, f64)> {
         .into_iter()
         .map(|(x, y)| (x, -y))
         .collect()
-}
-
-/// Starts a long run writing to `dir` and waits until its database holds `rows` rows.
-/// The caller waits for the returned child.
-#[allow(clippy::zombie_processes)]
-fn start_long_run(dir: &Path, script: &Path, rows: usize) -> std::process::Child {
-    let mut child = Command::new(BIN)
-        .args(["run", s(script), "--workers", "1", "--output", s(dir)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let n = Connection::open_with_flags(dir.join("db.db"), OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM structures", [], |r| r.get(0)))
-            .unwrap_or(0usize);
-        if n >= rows {
-            return child;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not progress");
-        }
-    }
 }
 
 #[test]
