@@ -24,6 +24,7 @@
 //!   a task that panicked, or a broken pool, is an error.
 
 use agox_atoms::optimize::BoxConstraint;
+use agox_atoms::Evaluation;
 use agox_pool::{Handle, Pool, PoolError};
 
 use crate::calculator::{optimizer_kind, CalcFns, CalculatorModule, RelaxOutcome, RelaxRequest};
@@ -123,46 +124,17 @@ impl Evaluator {
         match &self.settings.kind {
             EvaluatorKind::SinglePoint if self.single_points_in_driver => {
                 let mut calc = self.calculator.lock();
-                for mut c in batch {
-                    out.calls += 1;
-                    match calc.evaluate(&c.atoms) {
-                        // A calculation may "succeed" with a non-finite energy
-                        // (atoms on top of each other in LJ): such a structure
-                        // cannot be stored or compared.
-                        Ok(e) if !e.energy.is_finite() => out
-                            .failures
-                            .push(format!("single point: non-finite energy {}", e.energy)),
-                        Ok(e) => {
-                            c.energy = Some(e.energy);
-                            c.forces = Some(e.forces);
-                            out.candidates.push(c);
-                            succeeded += 1;
-                        }
-                        Err(e) => out.failures.push(format!("single point: {e}")),
-                    }
+                for c in batch {
+                    let result = calc.evaluate(&c.atoms);
+                    succeeded += usize::from(out.single_point(c, result));
                 }
             }
             EvaluatorKind::SinglePoint => {
                 let args = batch.iter().map(|c| (link.clone(), c.atoms.clone()));
                 let results = pool.map_results(&self.fns.evaluate_candidate, args)?;
-                for (k, (mut c, r)) in batch.into_iter().zip(results).enumerate() {
+                for (k, (c, r)) in batch.into_iter().zip(results).enumerate() {
                     match r {
-                        Ok(Ok(e)) if !e.energy.is_finite() => {
-                            out.calls += 1;
-                            out.failures
-                                .push(format!("single point: non-finite energy {}", e.energy));
-                        }
-                        Ok(Ok(e)) => {
-                            out.calls += 1;
-                            c.energy = Some(e.energy);
-                            c.forces = Some(e.forces);
-                            out.candidates.push(c);
-                            succeeded += 1;
-                        }
-                        Ok(Err(e)) => {
-                            out.calls += 1;
-                            out.failures.push(format!("single point: {e}"));
-                        }
+                        Ok(result) => succeeded += usize::from(out.single_point(c, result)),
                         Err(e) => out.fault(offset + k, e)?,
                     }
                 }
@@ -237,6 +209,35 @@ fn relaxed_points(c: Candidate, o: RelaxOutcome) -> Vec<Candidate> {
 }
 
 impl Evaluated {
+    /// Records candidate `c`'s single point (one calculation, whatever its
+    /// outcome); true when it succeeded.
+    fn single_point<E: std::fmt::Display>(
+        &mut self,
+        mut c: Candidate,
+        result: Result<Evaluation, E>,
+    ) -> bool {
+        self.calls += 1;
+        match result {
+            // A calculation may "succeed" with a non-finite energy (atoms on top of
+            // each other in LJ): such a structure cannot be stored or compared.
+            Ok(e) if !e.energy.is_finite() => {
+                self.failures
+                    .push(format!("single point: non-finite energy {}", e.energy));
+                false
+            }
+            Ok(e) => {
+                c.energy = Some(e.energy);
+                c.forces = Some(e.forces);
+                self.candidates.push(c);
+                true
+            }
+            Err(e) => {
+                self.failures.push(format!("single point: {e}"));
+                false
+            }
+        }
+    }
+
     /// Records candidate `k`'s task that failed for good (its workers lost or timed
     /// out) as a fault for the loop's policy; any other pool error (a panic, a
     /// calculator that cannot run, a broken pool) is the run's error.
