@@ -287,6 +287,14 @@ fn run_with(args: RunArgs, transport: TransportConfig, ranks: Option<usize>) -> 
         ));
     }
     let pool = Pool::start(reg, config).with_context(|| format!("starting {workers} workers"))?;
+    #[cfg(feature = "mpi")]
+    if let (Some(p), false) = (agox_pool::mpi::placement(), args.quiet) {
+        common::note(&format!(
+            "agox-coord: MPI: {workers} worker ranks; large values through shared memory to \
+             ranks {:?}, by broadcast to ranks {:?}",
+            p.shared_memory, p.broadcast
+        ));
+    }
     if args.verbose {
         if let Some(address) = pool.address() {
             common::note(&format!("agox-coord: pool socket {address}"));

@@ -70,6 +70,12 @@ fn mpi_ranks_give_the_database_of_the_unix_run() {
         summary["pool"]["workers"], 2,
         "3 ranks: rank 0 and 2 workers"
     );
+    // Both worker ranks share rank 0's machine: large values through its memory.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("through shared memory to ranks [1, 2], by broadcast to ranks []"),
+        "{said}"
+    );
     let out = run(&[
         "run",
         s(&script),

@@ -110,7 +110,7 @@ pub use launch::worker_main;
 pub use module::{AttributeError, ErasedModule, Handle, Link, Module, ModuleStore};
 pub use pool::{Pending, Pool, Unordered};
 pub use registry::{task_seed, FnHandle, Registry, TaskContext, TaskError};
-pub use shm::{SharedValue, SharedView};
+pub use shm::SharedValue;
 pub use stats::{PoolStats, SyncReport, SyncTotals, WorkerLoss, WorkerStats};
 pub use worker::{current_worker, serve, Ending, WorkerError, WorkerIdentity};
 

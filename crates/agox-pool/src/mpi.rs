@@ -25,10 +25,14 @@
 //!   results as it goes (`agox-coord run` commits every iteration) is resumed with
 //!   `--resume`, with MPI or any other transport;
 //! * one pool per job: the worker ranks serve one pool and then finalize MPI;
-//! * large attribute values reach every rank by one collective broadcast.
+//! * large attribute values are written once into a memory file, which the ranks
+//!   on rank 0's machine map; the ranks elsewhere receive them by one collective
+//!   broadcast (`AGOX_MPI_SHARED_MEMORY=off` on rank 0 makes every rank take the
+//!   broadcast).
 
 use crate::error::PoolError;
 use crate::registry::Registry;
+use crate::transport::mpi::placement::Placement as RankPlacement;
 use crate::transport::mpi::RankEnd;
 use crate::worker::{self, WorkerIdentity};
 use mpi::environment::Universe;
@@ -36,11 +40,24 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, Root};
 use mpi::Threading;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// Set while a session is alive.
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// Set once a pool was started on this job's ranks.
 static POOL_STARTED: AtomicBool = AtomicBool::new(false);
+/// On rank 0, once the pool started: how each worker rank receives large values.
+static PLACEMENT: OnceLock<Placement> = OnceLock::new();
+
+/// How the worker ranks receive large attribute values, as the pool's start
+/// found out (see [`Session::placement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Ranks on rank 0's machine, which map its memory files.
+    pub shared_memory: Vec<u32>,
+    /// Ranks that receive each value by collective broadcast.
+    pub broadcast: Vec<u32>,
+}
 
 /// What this rank does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +131,13 @@ impl Session {
         POOL_STARTED.load(Ordering::SeqCst)
     }
 
+    /// On rank 0, once a pool started: which worker ranks map rank 0's memory
+    /// files for large values (those on its machine) and which receive them by
+    /// collective broadcast. `None` before the pool starts and on other ranks.
+    pub fn placement(&self) -> Option<Placement> {
+        placement()
+    }
+
     /// Ends the whole job now (`MPI_Abort`): for a rank 0 that fails while the
     /// other ranks wait for it.
     pub fn abort(self, code: i32) -> ! {
@@ -137,6 +161,7 @@ impl Session {
         root.broadcast_into(&mut len);
         let mut token = vec![0u8; len as usize];
         root.broadcast_into(&mut token[..]);
+        let placement = RankPlacement::on_worker(&token);
         for (k, v) in crate::launch::WORKER_ENV {
             std::env::set_var(k, v);
         }
@@ -146,7 +171,7 @@ impl Session {
             token: String::from_utf8_lossy(&token).into_owned(),
             max_frame: agox_wire::DEFAULT_MAX_FRAME,
         };
-        let ending = worker::serve(Box::new(RankEnd::default()), registry, &id);
+        let ending = worker::serve(Box::new(RankEnd::new(placement)), registry, &id);
         let code = match ending {
             Ok(_) => 0,
             Err(e) => {
@@ -184,4 +209,25 @@ pub(crate) fn claim_for_pool() -> Result<(), PoolError> {
         ));
     }
     Ok(())
+}
+
+/// What [`Session::placement`] says, for code that does not hold the session.
+pub fn placement() -> Option<Placement> {
+    PLACEMENT.get().cloned()
+}
+
+/// Records, on rank 0, how each rank receives large values (`local` by rank).
+pub(crate) fn record_placement(local: &[bool]) {
+    let (mut shared_memory, mut broadcast) = (Vec::new(), Vec::new());
+    for (rank, &l) in local.iter().enumerate().skip(1) {
+        if l {
+            shared_memory.push(rank as u32);
+        } else {
+            broadcast.push(rank as u32);
+        }
+    }
+    let _ = PLACEMENT.set(Placement {
+        shared_memory,
+        broadcast,
+    });
 }

@@ -297,12 +297,15 @@ pub fn serve(
                         attributes
                             .iter()
                             .zip(values)
-                            .find_map(|((name, _), value)| match value {
-                                Ok(v) => m
-                                    .set_attribute(name, v.bytes())
-                                    .err()
-                                    .map(|e| e.to_string()),
-                                Err(e) => Some(format!("attribute '{name}': {e}")),
+                            .find_map(|((name, len), value)| {
+                                let set = value.and_then(|v| {
+                                    v.read(*len as usize, |bytes| m.set_attribute(name, bytes))
+                                });
+                                match set {
+                                    Ok(Ok(())) => None,
+                                    Ok(Err(e)) => Some(e.to_string()),
+                                    Err(e) => Some(format!("attribute '{name}': {e}")),
+                                }
                             })
                     }
                 };

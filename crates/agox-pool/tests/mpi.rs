@@ -5,6 +5,13 @@
 //! `mpirun -n 3 target/debug/deps/mpi-…` (what `.ci/run` does).
 //!
 //! Prints one line per check and a closing `N passed, M failed` line on rank 0.
+//!
+//! Large values reach ranks on rank 0's machine through its memory files, others
+//! by broadcast; `AGOX_MPI_SHARED_MEMORY=off` sends them all (in rank 0's
+//! environment) or one rank (in its own) the broadcast way. `.ci/run` runs this
+//! test three ways: every rank mapping, every rank by broadcast, and rank 1
+//! mapping while rank 2 takes broadcasts. `MPI_TEST_BROADCAST_RANKS` (a
+//! comma-separated list, on rank 0) names the ranks expected to take broadcasts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -120,8 +127,10 @@ fn small_and_large_attributes_reach_every_rank(pool: &Pool, f: &Fns) -> Result<(
         return Err(format!("sent {r}"));
     }
     check((3.0, 1, 2))?;
-    // 8 MB: one collective broadcast. Then shorter and longer values: a worker
-    // receives each into the buffer of the one before.
+    // 8 MB: through a memory file or one collective broadcast. Then shorter and
+    // longer values: the coordinator writes each into the file of the one
+    // before last, resized when much shorter or longer; a worker rank receives
+    // each broadcast into the buffer of the one before.
     for (round, len) in [1_000_000, 1_000_000, 600_000, 1_200_000]
         .into_iter()
         .enumerate()
@@ -171,6 +180,18 @@ fn main() {
         .seed(99)
         .transport(TransportConfig::Mpi);
     let pool = Pool::start(reg, config).expect("the MPI pool starts");
+    let placement = session.placement().expect("rank 0 knows the placement");
+    println!("placement: {placement:?}");
+    let broadcast: Vec<u32> = std::env::var("MPI_TEST_BROADCAST_RANKS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("MPI_TEST_BROADCAST_RANKS: rank numbers"))
+        .collect();
+    let mapping: Vec<u32> = (1..=workers as u32)
+        .filter(|r| !broadcast.contains(r))
+        .collect();
+    let placement_ok = placement.broadcast == broadcast && placement.shared_memory == mapping;
     let checks: Vec<(&str, Check)> = vec![
         (
             "results_come_in_order_and_match_the_in_process_pool",
@@ -184,6 +205,15 @@ fn main() {
         ("task_errors_name_the_worker", task_errors_name_the_worker),
     ];
     let (mut passed, mut failed) = (0, 0);
+    if placement_ok {
+        passed += 1;
+        println!("test placement_is_as_the_environment_says ... ok");
+    } else {
+        failed += 1;
+        println!(
+            "test placement_is_as_the_environment_says ... FAILED: expected broadcast to {broadcast:?}, mapping on {mapping:?}"
+        );
+    }
     for (name, check) in checks {
         match check(&pool, &fns) {
             Ok(()) => {

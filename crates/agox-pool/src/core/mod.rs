@@ -124,7 +124,7 @@ fn transport(
                 launcher,
                 cfg.handshake_timeout,
                 cfg.max_frame,
-                Bulk::Descriptors,
+                Bulk::MemoryFiles,
             ))
         }
         TransportConfig::Tcp { listen } => {

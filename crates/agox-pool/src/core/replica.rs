@@ -13,12 +13,11 @@
 
 use crate::error::PoolError;
 use crate::module::{ErasedModule, Slot};
-use crate::shm::{memory_file, SHARED_MIN};
+use crate::shm::{SharedFile, SHARED_MIN};
 use crate::transport::{Bulk, Chunk};
 use agox_wire::{encode_frame, set_attributes_pieces, ToWorker};
 use serde_bytes::ByteBuf;
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,8 +25,8 @@ use std::time::Instant;
 pub(super) enum Held {
     /// In memory.
     Bytes(Arc<Vec<u8>>),
-    /// In a memory file (`memfd`) of `len` bytes, passed to workers by descriptor.
-    File { fd: Arc<OwnedFd>, len: usize },
+    /// In a memory file (`memfd`), which workers map.
+    File(Arc<SharedFile>),
 }
 
 /// How a changed value travels to the workers.
@@ -35,10 +34,8 @@ pub(super) enum Held {
 pub(super) enum Route {
     /// In a `SetAttributes` frame with the module's other small changes.
     Inline,
-    /// Its own `SetAttributesShared` frame, the value by descriptor.
+    /// Its own `SetAttributesShared` frame, the value in a memory file.
     File,
-    /// Its own `SetAttributesShared` frame, the value by collective broadcast.
-    Collective,
 }
 
 /// One changed attribute: name, hash of the new value, the value, its route.
@@ -78,7 +75,7 @@ pub(super) struct Replica {
     pub acks: HashMap<u64, AckWait>,
     next_seq: u64,
     /// Memory files of superseded large values, reused for the next value.
-    spare: HashMap<(String, &'static str), Arc<OwnedFd>>,
+    spare: HashMap<(String, &'static str), SharedFile>,
 }
 
 fn codec(key: &str, e: impl std::fmt::Display) -> PoolError {
@@ -170,7 +167,7 @@ impl Replica {
                 .iter()
                 .filter_map(|(k, (_, v))| match v {
                     Held::Bytes(b) => Some((*k, b)),
-                    Held::File { .. } => None,
+                    Held::File(_) => None,
                 })
                 .collect();
             if !in_memory.is_empty() {
@@ -179,9 +176,9 @@ impl Replica {
                 last = Some(s);
             }
             for (name, (_, held)) in &rec.sent {
-                if let Held::File { fd, len } = held {
+                if let Held::File(file) = held {
                     let s = next();
-                    frames.push(shared_frame(s, &rec.key, name, *len, Some(fd))?);
+                    frames.push(shared_frame(s, &rec.key, name, file)?);
                     last = Some(s);
                 }
             }
@@ -250,15 +247,11 @@ impl Replica {
             }
             let large = bytes.len() >= SHARED_MIN;
             let (held, route) = match bulk {
-                Bulk::Descriptors if large => {
+                Bulk::MemoryFiles if large => {
                     let reuse = self.spare.remove(&(rec.key.clone(), name));
-                    let fd = memory_file(&bytes, reuse)
+                    let file = SharedFile::write(&bytes, reuse)
                         .map_err(|e| PoolError::io(format!("sharing {}.{name}", rec.key), e))?;
-                    let len = bytes.len();
-                    (Held::File { fd, len }, Route::File)
-                }
-                Bulk::Collective if large => {
-                    (Held::Bytes(Arc::new(bytes.into_owned())), Route::Collective)
+                    (Held::File(Arc::new(file)), Route::File)
                 }
                 _ => (Held::Bytes(Arc::new(bytes.into_owned())), Route::Inline),
             };
@@ -288,11 +281,11 @@ impl Replica {
     pub fn commit(&mut self, i: usize, changes: Vec<Change>) {
         let rec = &mut self.modules[i];
         for c in changes {
-            if let Some((_, Held::File { fd, .. })) = rec.sent.insert(c.name, (c.hash, c.held)) {
-                // No worker needs the old value any more: keep its pages warm for
-                // the next value of this attribute.
-                if Arc::strong_count(&fd) == 1 {
-                    self.spare.insert((rec.key.clone(), c.name), fd);
+            if let Some((_, Held::File(file))) = rec.sent.insert(c.name, (c.hash, c.held)) {
+                // No worker needs the old value any more: keep its pages (mapped,
+                // in memory) for the next value of this attribute.
+                if let Ok(file) = Arc::try_unwrap(file) {
+                    self.spare.insert((rec.key.clone(), c.name), file);
                 }
             }
         }
@@ -305,23 +298,18 @@ pub(super) fn change_frame(
     key: &str,
     changes: &[Change],
 ) -> Result<Vec<Chunk>, PoolError> {
-    match changes.first().map(|c| c.route) {
-        Some(Route::File) | Some(Route::Collective) => {
-            let c = &changes[0];
-            match &c.held {
-                Held::File { fd, len } => Ok(vec![shared_frame(seq, key, c.name, *len, Some(fd))?]),
-                Held::Bytes(b) => Ok(vec![
-                    shared_frame(seq, key, c.name, b.len(), None)?,
-                    Chunk::Collective(b.clone()),
-                ]),
-            }
-        }
+    match changes.first() {
+        Some(Change {
+            name,
+            held: Held::File(file),
+            ..
+        }) => Ok(vec![shared_frame(seq, key, name, file)?]),
         _ => {
             let values: Vec<(&str, &Arc<Vec<u8>>)> = changes
                 .iter()
                 .filter_map(|c| match &c.held {
                     Held::Bytes(b) => Some((c.name, b)),
-                    Held::File { .. } => None,
+                    Held::File(_) => None,
                 })
                 .collect();
             attribute_frame(seq, key, &values)
@@ -337,7 +325,7 @@ pub(super) fn frame_bytes(frame: &[Chunk], changes: &[Change]) -> usize {
         .iter()
         .filter(|c| c.route != Route::Inline)
         .map(|c| match &c.held {
-            Held::File { len, .. } => *len,
+            Held::File(file) => file.len(),
             Held::Bytes(b) => b.len(),
         })
         .sum();
@@ -363,24 +351,17 @@ fn attribute_frame(
     Ok(out)
 }
 
-/// A `SetAttributesShared` frame for one value of `len` bytes: with the memory
-/// file's descriptor riding on it, or (no descriptor) announcing a collective
-/// broadcast.
+/// A `SetAttributesShared` frame for the value in `file`, which travels with it.
 fn shared_frame(
     seq: u64,
     key: &str,
     name: &str,
-    len: usize,
-    fd: Option<&Arc<OwnedFd>>,
+    file: &Arc<SharedFile>,
 ) -> Result<Chunk, PoolError> {
     let msg = ToWorker::SetAttributesShared {
         seq,
         key: key.to_string(),
-        attributes: vec![(name.to_string(), len as u64)],
+        attributes: vec![(name.to_string(), file.len() as u64)],
     };
-    let frame = Arc::new(encode_frame(&msg)?);
-    Ok(match fd {
-        Some(fd) => Chunk::SharedFd(frame, fd.clone()),
-        None => Chunk::Shared(frame),
-    })
+    Ok(Chunk::SharedFd(Arc::new(encode_frame(&msg)?), file.clone()))
 }

@@ -13,7 +13,9 @@
 //!   `mpirun` or `srun`, and TCP workers may be started by another launcher.
 //! * **bulk values** (`Bulk`): large attribute values travel outside the
 //!   ordered stream where the transport can do better than copying them through
-//!   it — a memory file passed by descriptor (Unix), a collective broadcast (MPI).
+//!   it — a memory file the workers map: passed by descriptor (Unix), opened
+//!   through `/proc` by MPI ranks on the coordinator's machine, and sent by
+//!   collective broadcast to ranks elsewhere.
 //!
 //! Every transport carries the same frames (`agox-wire`), so the scheduler, the
 //! handshake and the synchronization are the same code on each.
@@ -23,7 +25,7 @@
 //! | `stream` + `unix` | Unix stream socket in a private directory | one per worker | fork server, exec | descriptors |
 //! | `stream` + `tcp` | TCP, `tcp://HOST:PORT` | one per worker | fork server, exec, or none (external) | — |
 //! | `inproc` | threads and channels in this process | one per thread | threads | — |
-//! | `mpi` (feature `mpi`) | MPI ranks of one job; rank 0 coordinates | one per rank | none (`mpirun`) | collective broadcast |
+//! | `mpi` (feature `mpi`) | MPI ranks of one job; rank 0 coordinates | one per rank | none (`mpirun`) | memory file on rank 0's machine, collective broadcast beyond |
 
 pub(crate) mod inproc;
 #[cfg(feature = "mpi")]
@@ -40,10 +42,10 @@ use crate::error::PoolError;
 use crate::events::{LossCause, WorkerExit};
 use crate::handshake::Refusal;
 use crate::launch::SpawnError;
-use crate::shm::SharedValue;
+use crate::shm::{SharedFile, SharedValue};
 use agox_wire::{FromWorker, Hello};
 use std::io::{self, Read, Write};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,11 +77,9 @@ pub(crate) enum Event {
 pub(crate) enum Bulk {
     /// Through the ordered stream, like any frame.
     Inline,
-    /// Written once into a memory file whose descriptor each worker receives.
-    Descriptors,
-    /// One collective broadcast to every worker at once.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    Collective,
+    /// Written once into a memory file, which each worker maps (or, where it
+    /// cannot, receives by the transport's collective broadcast).
+    MemoryFiles,
 }
 
 /// Bytes queued for one link: owned, or shared with other links (a broadcast
@@ -88,21 +88,18 @@ pub(crate) enum Bulk {
 pub(crate) enum Chunk {
     Own(Vec<u8>),
     Shared(Arc<Vec<u8>>),
-    /// A frame whose first byte carries a file descriptor (`SCM_RIGHTS`).
-    SharedFd(Arc<Vec<u8>>, Arc<OwnedFd>),
-    /// A value that follows its frame by the transport's collective broadcast,
-    /// not through the link.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    Collective(Arc<Vec<u8>>),
+    /// A frame announcing a value in a memory file, which reaches the worker
+    /// with it: its descriptor on the frame's first byte (`SCM_RIGHTS`), or
+    /// however else the transport has.
+    SharedFd(Arc<Vec<u8>>, Arc<SharedFile>),
 }
 
 impl Chunk {
-    /// The bytes this chunk puts on the link (none for a collective value).
+    /// The bytes this chunk puts on the link.
     pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Own(v) => v,
             Chunk::Shared(v) | Chunk::SharedFd(v, _) => v,
-            Chunk::Collective(_) => &[],
         }
     }
 

@@ -54,8 +54,8 @@ impl Peer {
         while !self.out.is_empty() {
             let result = match self.out.front() {
                 // A descriptor rides on the first byte of its frame, sent alone.
-                Some(Chunk::SharedFd(bytes, fd)) if self.out_off == 0 => {
-                    conn.send_with_fd(bytes, fd.as_raw_fd())
+                Some(Chunk::SharedFd(bytes, file)) if self.out_off == 0 => {
+                    conn.send_with_fd(bytes, file.fd().as_raw_fd())
                 }
                 _ => {
                     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.out.len().min(64));

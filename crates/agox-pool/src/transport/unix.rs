@@ -4,7 +4,7 @@
 //! descriptors (`SCM_RIGHTS`).
 
 use super::{Connection, Endpoint};
-use crate::shm::{SharedValue, SharedView};
+use crate::shm::SharedValue;
 use interprocess::local_socket::{
     traits::{Listener as _, Stream as _, StreamCommon as _},
     GenericFilePath, ListenerNonblockingMode, ListenerOptions, ToFsName,
@@ -95,14 +95,14 @@ impl Connection for UnixConnection {
         .map_err(io::Error::from)
     }
 
-    fn take_shared(&mut self, len: usize) -> io::Result<SharedValue> {
+    fn take_shared(&mut self, _len: usize) -> io::Result<SharedValue> {
         let fd = self.fds.pop_front().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 "no descriptor arrived with the frame",
             )
         })?;
-        SharedView::map(&fd, len).map(SharedValue::Mapped)
+        Ok(SharedValue::File(fd))
     }
 
     fn peer_uid(&self) -> io::Result<Option<u32>> {

@@ -4,10 +4,13 @@
 //!
 //! Each link is a rank; a batch of frames travels as one point-to-point message
 //! (tag [`TAG`]), and the coordinator never blocks: sends are non-blocking
-//! (`MPI_Isend`), messages are found by probing. A large attribute value travels
-//! by one non-blocking collective broadcast (`MPI_Ibcast`) from rank 0, announced
-//! to every rank by a `SetAttributesShared` frame; each worker joins the broadcast
-//! when it reads that frame (in order, after the tasks before it).
+//! (`MPI_Isend`), messages are found by probing. A large attribute value is
+//! written once into a memory file, as for Unix-socket workers: ranks on rank 0's
+//! machine open and map it, the ranks elsewhere receive it by one non-blocking
+//! collective broadcast (`MPI_Ibcast`) among themselves and rank 0, which each
+//! joins when it reads the frame announcing the value (in order, after the tasks
+//! before it). Which rank does which was settled at the start
+//! ([`placement`]).
 //!
 //! MPI has no readiness descriptor: every wait probes (or tests its request),
 //! yielding the processor between probes for [`SPIN`] — a request following an
@@ -17,20 +20,25 @@
 //! the naps stay short ([`COLLECTIVE_NAP`]): a non-blocking collective advances
 //! only when its ranks call MPI, and each step of its tree waits for them.
 
+pub(crate) mod placement;
+mod rank;
+
+pub(crate) use rank::RankEnd;
+
 use super::peer::Peer;
-use super::{Bulk, Chunk, Connection, Event, LinkId, Transport};
+use super::{Bulk, Chunk, Event, LinkId, Transport};
 use crate::error::PoolError;
 use crate::events::WorkerExit;
 use crate::launch::SpawnError;
-use crate::shm::SharedValue;
+use crate::shm::SharedFile;
 use agox_wire::{encode_frame, ToWorker};
 use mpi::ffi;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator, Destination, Root, Source};
+use mpi::traits::{Communicator, Root, Source};
+use placement::{Note, Placement, NOTE_TAG};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,7 +94,7 @@ impl Backoff {
 struct InFlight {
     request: ffi::MPI_Request,
     _own: Option<Vec<u8>>,
-    _shared: Option<Arc<Vec<u8>>>,
+    _shared: Option<Arc<SharedFile>>,
 }
 
 // SAFETY: a request handle is an opaque token of the MPI library. MPI is
@@ -112,7 +120,7 @@ impl InFlight {
 }
 
 /// Casts a length to MPI's element count.
-fn count(len: usize) -> Result<i32, String> {
+pub(crate) fn count(len: usize) -> Result<i32, String> {
     i32::try_from(len).map_err(|_| format!("{len} bytes exceed what one MPI message carries"))
 }
 
@@ -122,6 +130,7 @@ pub(crate) struct MpiTransport {
     links: Vec<Option<RankLink>>,
     in_flight: VecDeque<InFlight>,
     max_frame: usize,
+    placement: Placement,
 }
 
 struct RankLink {
@@ -154,6 +163,7 @@ impl MpiTransport {
         root.broadcast_into(&mut len);
         let mut bytes = token.as_bytes().to_vec();
         root.broadcast_into(&mut bytes[..]);
+        let placement = Placement::on_coordinator(token)?;
         Ok(MpiTransport {
             links: (0..size)
                 .map(|r| {
@@ -165,6 +175,7 @@ impl MpiTransport {
                 .collect(),
             in_flight: VecDeque::new(),
             max_frame,
+            placement,
         })
     }
 
@@ -178,6 +189,10 @@ impl MpiTransport {
     }
 
     fn isend(&mut self, rank: LinkId, msg: Vec<u8>) -> Result<(), String> {
+        self.isend_tagged(rank, msg, TAG)
+    }
+
+    fn isend_tagged(&mut self, rank: LinkId, msg: Vec<u8>, tag: i32) -> Result<(), String> {
         let n = count(msg.len())?;
         let mut request: ffi::MPI_Request = unsafe_request_null();
         // SAFETY: the buffer is moved into `in_flight` with the request and stays
@@ -188,7 +203,7 @@ impl MpiTransport {
                 n,
                 ffi::RSMPI_UINT8_T,
                 rank as i32,
-                TAG,
+                tag,
                 ffi::RSMPI_COMM_WORLD,
                 &mut request,
             );
@@ -201,29 +216,61 @@ impl MpiTransport {
         Ok(())
     }
 
-    fn ibcast(&mut self, value: &Arc<Vec<u8>>) -> Result<(), String> {
-        let n = count(value.len())?;
+    /// Whether `rank` maps rank 0's memory files.
+    fn local(&self, rank: LinkId) -> bool {
+        self.placement
+            .local
+            .get(rank as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Broadcasts `file`'s value on the remote communicator.
+    fn ibcast(&mut self, file: &Arc<SharedFile>) -> Result<(), String> {
+        let comm = self.placement.remote.ok_or("no rank to broadcast to")?;
+        let n = count(file.len())?;
         let mut request: ffi::MPI_Request = unsafe_request_null();
         // SAFETY: on the root, MPI_Ibcast only reads the buffer (the C binding
         // takes a non-const pointer for the receivers' sake); the Arc in
-        // `in_flight` keeps it alive and unchanged until MPI_Test reports the
-        // broadcast complete.
+        // `in_flight` keeps the file and its mapping alive, and the coordinator
+        // writes no new value into it while a frame refers to it.
         unsafe {
             ffi::MPI_Ibcast(
-                value.as_ptr().cast_mut().cast(),
+                file.bytes().as_ptr().cast_mut().cast(),
                 n,
                 ffi::RSMPI_UINT8_T,
                 0,
-                ffi::RSMPI_COMM_WORLD,
+                comm.0,
                 &mut request,
             );
         }
         self.in_flight.push_back(InFlight {
             request,
             _own: None,
-            _shared: Some(value.clone()),
+            _shared: Some(file.clone()),
         });
         Ok(())
+    }
+
+    /// Tells `rank` where the value of `file` is: the file itself on rank 0's
+    /// machine, else the next broadcast (`broadcast`) or this note.
+    fn note(&mut self, rank: LinkId, file: &SharedFile, broadcast: bool) -> Result<(), String> {
+        let note = if self.local(rank) {
+            Note::File(file.fd().as_raw_fd())
+        } else if broadcast {
+            Note::Broadcast
+        } else {
+            Note::Inline(file.bytes().to_vec())
+        };
+        self.isend_tagged(rank, note.encode(), NOTE_TAG)
+    }
+
+    /// The memory files `chunks` announce.
+    fn files(chunks: &[Chunk]) -> impl Iterator<Item = &Arc<SharedFile>> {
+        chunks.iter().filter_map(|c| match c {
+            Chunk::SharedFd(_, file) => Some(file),
+            _ => None,
+        })
     }
 
     /// Receives every message waiting; true if any arrived.
@@ -270,7 +317,7 @@ impl Transport for MpiTransport {
     }
 
     fn bulk(&self) -> Bulk {
-        Bulk::Collective
+        Bulk::MemoryFiles
     }
 
     fn replaceable(&self) -> bool {
@@ -352,27 +399,38 @@ impl Transport for MpiTransport {
     }
 
     fn queue(&mut self, link: LinkId, chunks: &[Chunk]) {
-        if let Some(l) = self.link(link) {
-            l.peer.queue(chunks);
+        let Some(l) = self.link(link) else { return };
+        l.peer.queue(chunks);
+        // A value for this rank alone: the file, or the value in the note.
+        for file in Self::files(chunks) {
+            // A rank that cannot take its note cannot take the frame either: the
+            // flush that follows reports the failure.
+            let _ = self.note(link, file, false);
         }
     }
 
     fn broadcast(&mut self, links: &[LinkId], frame: &[Chunk]) -> Vec<(LinkId, String)> {
         let mut failed = Vec::new();
-        let (collective, stream): (Vec<&Chunk>, Vec<&Chunk>) = frame
-            .iter()
-            .partition(|c| matches!(c, Chunk::Collective(_)));
-        let stream: Vec<Chunk> = stream.into_iter().cloned().collect();
         for &link in links {
-            self.queue(link, &stream);
+            if let Some(l) = self.link(link) {
+                l.peer.queue(frame);
+            }
             if let Err(e) = self.flush(link) {
                 failed.push((link, e));
             }
         }
-        // Every rank joins each broadcast when it reads the frame announcing it.
-        for c in collective {
-            if let Chunk::Collective(value) = c {
-                if let Err(e) = self.ibcast(value) {
+        // Each value: its file to the ranks on this machine, one broadcast to
+        // the others (which join it when they read the frame announcing it).
+        for file in Self::files(frame) {
+            let mut remote = false;
+            for &link in links {
+                remote |= !self.local(link);
+                if let Err(e) = self.note(link, file, true) {
+                    failed.push((link, e));
+                }
+            }
+            if remote {
+                if let Err(e) = self.ibcast(file) {
                     failed.extend(links.iter().map(|&l| (l, e.clone())));
                 }
             }
@@ -420,86 +478,5 @@ impl Drop for MpiTransport {
         for r in self.in_flight.drain(..) {
             std::mem::forget(r);
         }
-    }
-}
-
-/// A worker rank's end of its link to rank 0.
-#[derive(Default)]
-pub(crate) struct RankEnd {
-    buf: Vec<u8>,
-    pos: usize,
-    /// The buffer the last broadcast value was received into, reused for the
-    /// next one once the worker has dropped it: a fresh allocation of a large
-    /// value is a fresh mapping, whose every page faults as the value arrives.
-    received: Option<Arc<Vec<u8>>>,
-}
-
-impl Read for RankEnd {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.buf.len() {
-            let world = SimpleCommunicator::world();
-            let root = world.process_at_rank(0);
-            let mut backoff = Backoff::new();
-            let found = loop {
-                if let Some(found) = root.immediate_matched_probe_with_tag(TAG) {
-                    break found;
-                }
-                backoff.pause(MAX_NAP, None);
-            };
-            let (bytes, _) = found.matched_receive_vec::<u8>();
-            self.buf = bytes;
-            self.pos = 0;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for RankEnd {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        count(bytes.len()).map_err(io::Error::other)?;
-        SimpleCommunicator::world()
-            .process_at_rank(0)
-            .send_with_tag(bytes, TAG);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Connection for RankEnd {
-    fn raw_fd(&self) -> Option<RawFd> {
-        None
-    }
-    fn set_nonblocking(&self, _on: bool) -> io::Result<()> {
-        Ok(())
-    }
-    fn take_shared(&mut self, len: usize) -> io::Result<SharedValue> {
-        let mut value = match self.received.take().map(Arc::try_unwrap) {
-            // Not when too small (growing would copy the old value), nor when
-            // much larger (the worker would hold memory it no longer needs).
-            Some(Ok(v)) if v.capacity() >= len && v.capacity() / 2 <= len => v,
-            _ => Vec::new(),
-        };
-        // The broadcast overwrites every byte; only a longer tail is zeroed.
-        value.resize(len, 0);
-        let world = SimpleCommunicator::world();
-        let root = world.process_at_rank(0);
-        // The coordinator's broadcast is non-blocking, and blocking and
-        // non-blocking collectives never match: this side is non-blocking too.
-        mpi::request::scope(|scope| {
-            let mut request = root.immediate_broadcast_into(scope, &mut value[..]);
-            let mut backoff = Backoff::new();
-            while let Err(pending) = request.test() {
-                request = pending;
-                backoff.pause(COLLECTIVE_NAP, None);
-            }
-        });
-        let value = Arc::new(value);
-        self.received = Some(value.clone());
-        Ok(SharedValue::Received(value))
     }
 }
