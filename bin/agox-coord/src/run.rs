@@ -200,8 +200,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     run_with(args, transport, None)
 }
 
-/// `--transport mpi`: rank 0 runs the search on the other ranks. A rank 0 that
-/// fails before its pool starts aborts the job (the other ranks wait for it).
+/// `--transport mpi`: rank 0 runs the search on the other ranks. A rank 0 whose
+/// run fails says why and aborts the job: before its pool starts the other ranks
+/// wait for it, and after, a worker rank may be lost or hung (a task past its
+/// timeout), which `MPI_Finalize` would wait for without end. Every finished
+/// iteration is stored; `--resume` continues the run.
 #[cfg(feature = "mpi")]
 fn run_mpi(args: RunArgs) -> Result<ExitCode> {
     use agox_pool::mpi;
@@ -219,10 +222,8 @@ fn run_mpi(args: RunArgs) -> Result<ExitCode> {
     }
     let result = run_with(args, TransportConfig::Mpi, Some(workers));
     if let Err(e) = &result {
-        if !session.pool_started() {
-            common::note(&format!("agox-coord: {}", crate::error_line(e)));
-            session.abort(1);
-        }
+        common::note(&format!("agox-coord: {}", crate::error_line(e)));
+        session.abort(1);
     }
     result
 }
