@@ -22,9 +22,7 @@ use agox::atoms::optimize::{relax, RelaxOptions};
 use agox::atoms::{Atoms, Calculator};
 use rand::{Rng, SeedableRng};
 
-#[path = "support/errors.rs"]
-mod errors;
-use errors::{Context, Error};
+use anyhow::{Context, Error};
 
 const AU: u8 = 79;
 

@@ -26,9 +26,7 @@ use agox::atoms::Atoms;
 use agox::ipi::command::shell_quote;
 use agox::ipi::{serve, Client, ClientConfig, ForceData};
 
-#[path = "support/errors.rs"]
-mod errors;
-use errors::{failure, Context, Error};
+use anyhow::{anyhow, Context, Error};
 
 /// ASE's side: a SocketIOCalculator driving the same client, timed on request.
 const ASE_SERVER: &str = r#"
@@ -179,10 +177,10 @@ fn rounds_beside_ase(
     let mut line = String::new();
     reply(&mut from_ase, &mut line, "starting")?;
     if line.trim() != "ready" {
-        return Err(failure(format!(
+        return Err(anyhow!(
             "ASE's server did not start: it said {:?}",
             line.trim()
-        )));
+        ));
     }
     writeln!(to_ase, "200").context("asking ASE's server to warm up")?;
     reply(&mut from_ase, &mut line, "warming up")?;
@@ -223,7 +221,7 @@ fn rounds_beside_ase(
     writeln!(to_ase, "0").context("stopping ASE's server")?;
     let status = ase.wait().context("waiting for ASE's server")?;
     if !status.success() {
-        return Err(failure(format!("ASE's server failed: {status}")));
+        return Err(anyhow!("ASE's server failed: {status}"));
     }
     Ok((median(ours), median(theirs), median(compute)))
 }
@@ -235,9 +233,9 @@ fn reply(from_ase: &mut impl BufRead, line: &mut String, doing: &str) -> Result<
         .read_line(line)
         .with_context(|| format!("reading ASE's server ({doing})"))?;
     if read == 0 {
-        return Err(failure(format!(
+        return Err(anyhow!(
             "ASE's server ended its output while {doing} (its error is above)"
-        )));
+        ));
     }
     Ok(())
 }
@@ -305,12 +303,12 @@ fn provision_python() -> Result<PathBuf, Error> {
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        return Err(failure(format!(
+        return Err(anyhow!(
             "{} failed ({}):\n{}",
             script.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        )));
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().into())
 }

@@ -32,11 +32,9 @@ use agox::models::model::{GprModel, Lcb, ModelWorkspace};
 mod clusters;
 #[path = "support/env.rs"]
 mod env;
-#[path = "support/errors.rs"]
-mod errors;
+use anyhow::{Context, Error};
 use clusters::{cluster, median};
 use env::env_usize;
-use errors::{Context, Error};
 
 /// Mean time per call (µs) of `f` over `calls` calls; the first failure ends it.
 fn per_call_us<T, E>(calls: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<f64, E> {

@@ -18,9 +18,7 @@ use std::collections::BinaryHeap;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-#[path = "support/errors.rs"]
-mod errors;
-use errors::{failure, Context, Error};
+use anyhow::{anyhow, Context, Error};
 
 /// Work per task.
 const TASK: Duration = Duration::from_micros(1);
@@ -76,9 +74,9 @@ fn run(workers: usize) -> Result<f64, Error> {
             }
             // The next answer, and every answer due by then.
             let Some(Reverse((at, _, _))) = answers.peek().copied() else {
-                return Err(failure(format!(
+                return Err(anyhow!(
                     "the scheduler sent nothing with {finished} of {n} tasks finished"
-                )));
+                ));
             };
             now = at;
             let a = Instant::now();

@@ -77,11 +77,9 @@ use agox::search::tasks::{self, PipelineArgs, Relaxation};
 mod clusters;
 #[path = "support/env.rs"]
 mod env;
-#[path = "support/errors.rs"]
-mod errors;
+use anyhow::{anyhow, Context, Error};
 use clusters::{cluster, median};
 use env::env_usize;
-use errors::{failure, Context, Error};
 
 /// GOFEE at the settings of AGOX's measurement (its test script, relaxation of at
 /// most 100 steps from AGOX's iteration 8).
@@ -218,7 +216,7 @@ fn hyperopt(pool: &Pool, model: &PooledSurrogate<GprModel>) -> Result<Hyperopt, 
         .iter()
         .map(|a| match a {
             Answer::Done(o) => Ok(o.evaluations),
-            Answer::Behind(b) => Err(failure(format!("a hyperparameter start: {b}"))),
+            Answer::Behind(b) => Err(anyhow!("a hyperparameter start: {b}")),
         })
         .collect::<Result<_, Error>>()?;
     Ok(Hyperopt {
@@ -341,10 +339,10 @@ fn memory_child() -> Result<(), Error> {
         .iter()
         .position(|(_, r)| !matches!(r, Some(Relaxation::Done(_))))
     {
-        return Err(failure(format!(
+        return Err(anyhow!(
             "candidate {k} was not generated and relaxed: {:?}",
             relaxed[k]
-        )));
+        ));
     }
     let workers = pool
         .worker_pids()
@@ -426,11 +424,11 @@ fn memory_peak() -> Result<serde_json::Value, Error> {
         .output()
         .with_context(|| format!("running {} for the memory part", exe.display()))?;
     if !out.status.success() {
-        return Err(failure(format!(
+        return Err(anyhow!(
             "the memory part's process failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        )));
+        ));
     }
     serde_json::from_slice(&out.stdout).with_context(|| {
         format!(

@@ -38,10 +38,8 @@ use serde_json::json;
 
 #[path = "support/env.rs"]
 mod env;
-#[path = "support/errors.rs"]
-mod errors;
+use anyhow::{Context, Error};
 use env::env_usize;
-use errors::{Context, Error};
 
 /// Au₈Cu₄'s putative global minimum in EMT (eV).
 const AU8CU4_MINIMUM: f64 = 6.773249;

@@ -1,5 +1,4 @@
-//! Test structures and statistics shared by the benchmarks (included with `#[path]`,
-//! beside `errors.rs` as `errors`).
+//! Test structures and statistics shared by the benchmarks (included with `#[path]`).
 
 use agox::atoms::emt::Emt;
 use agox::atoms::optimize::{relax, RelaxOptions};
@@ -7,7 +6,7 @@ use agox::atoms::Atoms;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::errors::{Context, Error};
+use anyhow::{Context, Error};
 
 /// A random compact Au8Cu4 cluster in a 12 Å box, `steps` BFGS steps into EMT, with
 /// its EMT energy.

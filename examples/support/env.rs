@@ -1,7 +1,6 @@
-//! Settings the examples read from the environment (included with `#[path]`, beside
-//! `errors.rs` as `errors`).
+//! Settings the examples read from the environment (included with `#[path]`).
 
-use crate::errors::{failure, Error};
+use anyhow::{anyhow, Error};
 
 /// The whole number in environment variable `name`, `default` when it is unset; a
 /// value that is not a number of at least `least` is an error that names it.
@@ -14,7 +13,7 @@ pub fn env_usize(name: &str, default: usize, least: usize) -> Result<usize, Erro
         .and_then(|v| v.trim().parse().ok())
         .filter(|&n| n >= least)
         .ok_or_else(|| {
-            failure(format!(
+            anyhow!(format!(
                 "{name} must be a whole number of at least {least}, not {value:?}"
             ))
         })
