@@ -22,6 +22,8 @@ use agox::atoms::optimize::{relax, RelaxOptions};
 use agox::atoms::{Atoms, Calculator};
 use rand::{Rng, SeedableRng};
 
+use anyhow::{Context, Error};
+
 const AU: u8 = 79;
 
 /// Au13: the centre plus the 12 vertices (0, ±1, ±φ) and cyclic permutations,
@@ -63,13 +65,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median over `reps` of the mean time (µs) per energy+forces call.
-fn time_calls(calc: &mut dyn Calculator, atoms: &Atoms, calls: usize, reps: usize) -> f64 {
+fn time_calls(
+    calc: &mut dyn Calculator,
+    atoms: &Atoms,
+    calls: usize,
+    reps: usize,
+) -> Result<f64, Error> {
     let mut moved = atoms.clone();
     moved.positions[0][0] += 1e-3;
     let pair = [atoms, &moved];
     for s in pair {
         calc.calculate(s, false)
-            .expect("EMT evaluates the benchmark structure");
+            .context("EMT on the benchmark structure")?;
     }
     let times = (0..reps)
         .map(|_| {
@@ -77,21 +84,21 @@ fn time_calls(calc: &mut dyn Calculator, atoms: &Atoms, calls: usize, reps: usiz
             for c in 0..calls {
                 let e = calc
                     .calculate(pair[c % 2], false)
-                    .expect("EMT evaluates the benchmark structure");
+                    .context("EMT on the benchmark structure")?;
                 std::hint::black_box(e);
             }
-            t.elapsed().as_secs_f64() * 1e6 / calls as f64
+            Ok(t.elapsed().as_secs_f64() * 1e6 / calls as f64)
         })
-        .collect();
-    median(times)
+        .collect::<Result<_, Error>>()?;
+    Ok(median(times))
 }
 
-fn main() {
+fn main() -> Result<(), Error> {
     let mut emt = Emt::new();
     let small = au13();
     let big = au256();
-    let emt_au13_us = time_calls(&mut emt, &small, 4000, 7);
-    let emt_au256_us = time_calls(&mut emt, &big, 100, 7);
+    let emt_au13_us = time_calls(&mut emt, &small, 4000, 7)?;
+    let emt_au256_us = time_calls(&mut emt, &big, 100, 7)?;
 
     // Rattled icosahedra, one fixed seed.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
@@ -118,22 +125,21 @@ fn main() {
             let t = Instant::now();
             for s in &starts {
                 let mut a = s.clone();
-                let r = relax(&mut a, &mut emt, &opts).expect("relaxation runs");
+                let r = relax(&mut a, &mut emt, &opts).context("relaxing a rattled Au13")?;
                 if rep == 0 {
                     total_steps += r.steps;
                     energies.push(r.evaluation.energy);
                 }
                 std::hint::black_box(r);
             }
-            t.elapsed().as_secs_f64() * 1e3 / starts.len() as f64
+            Ok(t.elapsed().as_secs_f64() * 1e3 / starts.len() as f64)
         })
-        .collect();
+        .collect::<Result<_, Error>>()?;
     let bfgs_au13_ms = median(times);
+    let au13_energy = emt.calculate(&small, false).context("EMT on Au13")?.energy;
     eprintln!(
         "au13 EMT energy {:.6} eV; BFGS: {} relaxations, mean {:.1} steps, final energies {:?}",
-        emt.calculate(&small, false)
-            .map(|e| e.energy)
-            .unwrap_or(f64::NAN),
+        au13_energy,
         starts.len(),
         total_steps as f64 / starts.len() as f64,
         energies
@@ -145,4 +151,5 @@ fn main() {
         "{{\"emt_au13_us\":{:.2},\"emt_au256_us\":{:.1},\"bfgs_au13_ms\":{:.3}}}",
         emt_au13_us, emt_au256_us, bfgs_au13_ms
     );
+    Ok(())
 }

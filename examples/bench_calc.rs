@@ -18,13 +18,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use agox::atoms::Atoms;
 use agox::ipi::command::shell_quote;
 use agox::ipi::{serve, Client, ClientConfig, ForceData};
+
+use anyhow::{anyhow, Context, Error};
 
 /// ASE's side: a SocketIOCalculator driving the same client, timed on request.
 const ASE_SERVER: &str = r#"
@@ -58,32 +60,30 @@ with SocketIOCalculator(unixsocket=name) as calc:
 client.wait(timeout=30)
 "#;
 
-fn main() {
+fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("client") {
-        run_client(&args);
-        return;
+        return run_client(&args);
     }
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
-            })
-            .unwrap_or(default)
+    let flag = |name: &str, default: usize| -> Result<usize, Error> {
+        let Some(i) = args.iter().position(|a| a == name) else {
+            return Ok(default);
+        };
+        let v = args.get(i + 1).map_or("", String::as_str);
+        v.parse()
+            .with_context(|| format!("{name} takes a number, not `{v}`"))
     };
-    let rounds = flag("--rounds", 7);
-    let evals = flag("--evals", 1000);
-    let python = provision_python();
-    let exe = std::env::current_exe().expect("own path");
+    let rounds = flag("--rounds", 7)?;
+    let evals = flag("--evals", 1000)?;
+    let python = provision_python().context("python for ASE's server (.ci/python-env)")?;
+    let exe = std::env::current_exe().context("this program's path")?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let mut sizes = Vec::new();
     let mut met = true;
     for n in [12usize, 1000] {
-        let (ours, ase, compute) = measure(n, rounds, evals, &exe, &python);
+        let (ours, ase, compute) =
+            measure(n, rounds, evals, &exe, &python).with_context(|| format!("{n} atoms"))?;
         let ratio = ours / ase;
         met &= ratio <= 0.5 && (n != 12 || ours <= 50.0);
         sizes.push(serde_json::json!({
@@ -107,23 +107,34 @@ fn main() {
         "met": met,
     });
     println!("{line}");
+    Ok(())
 }
 
 /// Medians over rounds of (our overhead, ASE's overhead, client compute), µs.
-fn measure(n: usize, rounds: usize, evals: usize, exe: &Path, python: &Path) -> (f64, f64, f64) {
+fn measure(
+    n: usize,
+    rounds: usize,
+    evals: usize,
+    exe: &Path,
+    python: &Path,
+) -> Result<(f64, f64, f64), Error> {
     let positions = two_structures(n);
 
     // Our server.
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = tempfile::tempdir().context("a temporary directory for our server's socket")?;
     let command = format!(
         "{} client --unix {{unix}}",
         shell_quote(&exe.display().to_string())
     );
-    let mut client = Client::new(ClientConfig::new(command, dir.path())).expect("client");
-    let mut atoms = Atoms::new(vec![29; n], positions[0].clone()).expect("atoms");
+    let mut client =
+        Client::new(ClientConfig::new(command, dir.path())).context("starting our client")?;
+    let mut atoms =
+        Atoms::new(vec![29; n], positions[0].clone()).context("the benchmark structure")?;
     for i in 0..200 {
         atoms.positions.copy_from_slice(&positions[i % 2]);
-        client.evaluate(&atoms).expect("warm-up evaluation");
+        client
+            .evaluate(&atoms)
+            .context("our server: a warm-up evaluation")?;
     }
 
     // ASE's server, with its own copy of the client.
@@ -135,21 +146,44 @@ fn measure(n: usize, rounds: usize, evals: usize, exe: &Path, python: &Path) -> 
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("python");
-    let mut to_ase = ase.stdin.take().expect("stdin");
-    let mut from_ase = BufReader::new(ase.stdout.take().expect("stdout"));
-    writeln!(
-        to_ase,
-        "{}",
-        serde_json::to_string(&positions).expect("json")
-    )
-    .expect("write");
+        .with_context(|| format!("starting ASE's server with {}", python.display()))?;
+    let measured = rounds_beside_ase(&mut ase, &mut client, &mut atoms, &positions, rounds, evals);
+    if measured.is_err() {
+        // Not left behind (its client ends with it). The error that brought us
+        // here is the one to report, not one of this cleanup.
+        let _ = ase.kill();
+        let _ = ase.wait();
+    }
+    measured
+}
+
+/// The rounds of [`measure`], alternating between our server and ASE's (`ase`).
+fn rounds_beside_ase(
+    ase: &mut Child,
+    client: &mut Client,
+    atoms: &mut Atoms,
+    positions: &[Vec<[f64; 3]>; 2],
+    rounds: usize,
+    evals: usize,
+) -> Result<(f64, f64, f64), Error> {
+    let mut to_ase = ase.stdin.take().context("ASE's server has no stdin pipe")?;
+    let mut from_ase = BufReader::new(
+        ase.stdout
+            .take()
+            .context("ASE's server has no stdout pipe")?,
+    );
+    let structures = serde_json::to_string(positions).context("the structures as JSON")?;
+    writeln!(to_ase, "{structures}").context("sending ASE's server the structures")?;
     let mut line = String::new();
-    from_ase.read_line(&mut line).expect("ready");
-    assert_eq!(line.trim(), "ready", "ASE's server did not start");
-    writeln!(to_ase, "200").expect("warm-up");
-    line.clear();
-    from_ase.read_line(&mut line).expect("warm-up");
+    reply(&mut from_ase, &mut line, "starting")?;
+    if line.trim() != "ready" {
+        return Err(anyhow!(
+            "ASE's server did not start: it said {:?}",
+            line.trim()
+        ));
+    }
+    writeln!(to_ase, "200").context("asking ASE's server to warm up")?;
+    reply(&mut from_ase, &mut line, "warming up")?;
 
     let (mut ours, mut theirs, mut compute) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -157,25 +191,53 @@ fn measure(n: usize, rounds: usize, evals: usize, exe: &Path, python: &Path) -> 
         let t0 = Instant::now();
         for i in 0..evals {
             atoms.positions.copy_from_slice(&positions[i % 2]);
-            extras.push(client.evaluate(&atoms).expect("evaluation").extra);
+            extras.push(
+                client
+                    .evaluate(atoms)
+                    .context("our server: an evaluation")?
+                    .extra,
+            );
         }
         let total = t0.elapsed().as_nanos() as f64;
-        let computed: f64 = extras.iter().map(|e| compute_ns(e)).sum();
+        let computed: f64 = extras
+            .iter()
+            .map(|e| compute_ns(e))
+            .sum::<Result<f64, Error>>()?;
         ours.push((total - computed) / evals as f64 / 1e3);
         compute.push(computed / evals as f64 / 1e3);
 
-        writeln!(to_ase, "{evals}").expect("round");
-        line.clear();
-        from_ase.read_line(&mut line).expect("round result");
-        let r: serde_json::Value = serde_json::from_str(&line).expect("round json");
-        let total = r["total_ns"].as_f64().expect("total_ns");
-        let computed = r["compute_ns"].as_f64().expect("compute_ns");
+        writeln!(to_ase, "{evals}").context("asking ASE's server for a round")?;
+        reply(&mut from_ase, &mut line, "timing a round")?;
+        let r: serde_json::Value =
+            serde_json::from_str(&line).context("ASE's server's round (JSON)")?;
+        let total = r["total_ns"]
+            .as_f64()
+            .context("ASE's server's round has no total_ns")?;
+        let computed = r["compute_ns"]
+            .as_f64()
+            .context("ASE's server's round has no compute_ns")?;
         theirs.push((total - computed) / evals as f64 / 1e3);
     }
-    writeln!(to_ase, "0").expect("stop");
-    let status = ase.wait().expect("python exit");
-    assert!(status.success(), "ASE's server failed: {status}");
-    (median(ours), median(theirs), median(compute))
+    writeln!(to_ase, "0").context("stopping ASE's server")?;
+    let status = ase.wait().context("waiting for ASE's server")?;
+    if !status.success() {
+        return Err(anyhow!("ASE's server failed: {status}"));
+    }
+    Ok((median(ours), median(theirs), median(compute)))
+}
+
+/// The next line from ASE's server into `line`; its end of output is an error.
+fn reply(from_ase: &mut impl BufRead, line: &mut String, doing: &str) -> Result<(), Error> {
+    line.clear();
+    let read = from_ase
+        .read_line(line)
+        .with_context(|| format!("reading ASE's server ({doing})"))?;
+    if read == 0 {
+        return Err(anyhow!(
+            "ASE's server ended its output while {doing} (its error is above)"
+        ));
+    }
+    Ok(())
 }
 
 /// Two structures of `n` Cu atoms on a simple cubic grid, the second moved a little.
@@ -195,20 +257,27 @@ fn two_structures(n: usize) -> [Vec<[f64; 3]>; 2] {
     [grid, moved]
 }
 
-fn compute_ns(extra: &[u8]) -> f64 {
+fn compute_ns(extra: &[u8]) -> Result<f64, Error> {
     serde_json::from_slice::<serde_json::Value>(extra)
         .ok()
         .and_then(|v| v["compute_ns"].as_f64())
-        .expect("the client reports compute_ns")
+        .with_context(|| {
+            format!(
+                "the client's extra bytes hold no compute_ns: {:?}",
+                String::from_utf8_lossy(extra)
+            )
+        })
 }
 
 /// The client: zero forces, its compute time in the extra bytes.
-fn run_client(args: &[String]) {
-    let name = match args.iter().position(|a| a == "--unix") {
-        Some(i) => args.get(i + 1).expect("--unix NAME"),
-        None => panic!("bench_calc client --unix NAME"),
-    };
-    let stream = UnixStream::connect(format!("/tmp/ipi_{name}")).expect("connect");
+fn run_client(args: &[String]) -> Result<(), Error> {
+    let name = args
+        .iter()
+        .position(|a| a == "--unix")
+        .and_then(|i| args.get(i + 1))
+        .context("usage: bench_calc client --unix NAME")?;
+    let path = format!("/tmp/ipi_{name}");
+    let stream = UnixStream::connect(&path).with_context(|| format!("connecting to {path}"))?;
     serve(stream, |pos| {
         let t0 = Instant::now();
         let mut data = ForceData {
@@ -221,22 +290,27 @@ fn run_client(args: &[String]) {
         data.extra = format!("{{\"compute_ns\": {ns}}}").into_bytes();
         data
     })
-    .expect("serve");
+    .with_context(|| format!("serving {path}"))?;
+    Ok(())
 }
 
-fn provision_python() -> std::path::PathBuf {
+/// The interpreter `.ci/python-env` prints (it creates the virtualenv if needed).
+fn provision_python() -> Result<PathBuf, Error> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/python-env");
     let out = Command::new("bash")
         .arg(&script)
         .stdin(Stdio::null())
         .output()
-        .expect("run .ci/python-env");
-    assert!(
-        out.status.success(),
-        ".ci/python-env failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().into()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -19,8 +19,6 @@
 //! batch of calls. The structures are random compact Au8Cu4 clusters from fixed
 //! seeds, a few BFGS steps into EMT so that they look like a search's.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -32,23 +30,28 @@ use agox::models::model::{GprModel, Lcb, ModelWorkspace};
 
 #[path = "support/clusters.rs"]
 mod clusters;
+#[path = "support/env.rs"]
+mod env;
+use anyhow::{Context, Error};
 use clusters::{cluster, median};
+use env::env_usize;
 
-/// Mean time per call (µs) of `f` over `calls` calls.
-fn per_call_us(calls: usize, mut f: impl FnMut()) -> f64 {
+/// Mean time per call (µs) of `f` over `calls` calls; the first failure ends it.
+fn per_call_us<T, E>(calls: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<f64, E> {
     let t = Instant::now();
     for _ in 0..calls {
-        f();
+        f()?;
     }
-    t.elapsed().as_secs_f64() * 1e6 / calls as f64
+    Ok(t.elapsed().as_secs_f64() * 1e6 / calls as f64)
 }
 
-fn model_with(n: usize, structures: &[(Atoms, f64)]) -> GprModel {
+fn model_with(n: usize, structures: &[(Atoms, f64)]) -> Result<GprModel, Error> {
     let template = Atoms::default().with_cell(structures[0].0.cell, [false; 3]);
-    let mut model = GprModel::gofee(&template, &structures[0].0.numbers).unwrap();
+    let mut model =
+        GprModel::gofee(&template, &structures[0].0.numbers).context("GOFEE's model")?;
     let mut ws = ModelWorkspace::default();
     for (a, e) in &structures[..n] {
-        model.add(a, *e, &mut ws).unwrap();
+        model.add(a, *e, &mut ws).context("adding a training row")?;
     }
     // θ near what these data give (the AGOX fixture's optimum).
     let theta = [
@@ -59,49 +62,55 @@ fn model_with(n: usize, structures: &[(Atoms, f64)]) -> GprModel {
         3.04,
         -4.605170185988091,
     ];
-    model.gpr_mut().fit(&theta).unwrap();
     model
+        .gpr_mut()
+        .fit(&theta)
+        .with_context(|| format!("fitting the model to {n} rows"))?;
+    Ok(model)
 }
 
 /// Stock nalgebra: Cholesky and inverse of the model's kernel matrix.
-fn nalgebra_chol_inv(model: &GprModel) -> f64 {
+fn nalgebra_chol_inv(model: &GprModel) -> Result<f64, Error> {
     let data = model.gpr().data();
     let k = model.gpr().kernel().matrix(data.x(), data.n_features());
     let n = data.len();
     let m = nalgebra::DMatrix::from_row_slice(n, n, &k);
     let t = Instant::now();
-    let inv = m.cholesky().expect("positive definite").inverse();
+    let inv = m
+        .cholesky()
+        .context("nalgebra's Cholesky: the kernel matrix is not positive definite")?
+        .inverse();
     black_box(inv);
-    t.elapsed().as_secs_f64() * 1e3
+    Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
-fn main() {
-    let reps: usize = std::env::var("AGOX_BENCH_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(7);
+fn main() -> Result<(), Error> {
+    let reps = env_usize("AGOX_BENCH_REPS", 7, 1)?;
     let structures: Vec<(Atoms, f64)> = (0..500)
         .map(|s| cluster(1000 + s, [0, 3, 10, 40][s as usize % 4]))
-        .collect();
-    let probe = cluster(7, 200).0;
+        .collect::<Result<_, Error>>()?;
+    let probe = cluster(7, 200)?.0;
 
     // Fingerprint.
-    let model200 = model_with(200, &structures);
-    let model500 = model_with(500, &structures);
+    let model200 = model_with(200, &structures)?;
+    let model500 = model_with(500, &structures)?;
     let fp = model200.descriptor();
     let mut fws = FingerprintWorkspace::default();
     let mut out = FeatureSet::new();
     let (mut feat_grad, mut feat) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        feat_grad.push(per_call_us(2000, || {
-            fp.compute(black_box(&probe), true, &mut fws, &mut out)
-                .unwrap()
-        }));
-        feat.push(per_call_us(2000, || {
-            fp.compute(black_box(&probe), false, &mut fws, &mut out)
-                .unwrap()
-        }));
+        feat_grad.push(
+            per_call_us(2000, || {
+                fp.compute(black_box(&probe), true, &mut fws, &mut out)
+            })
+            .context("Fingerprint features and gradient")?,
+        );
+        feat.push(
+            per_call_us(2000, || {
+                fp.compute(black_box(&probe), false, &mut fws, &mut out)
+            })
+            .context("Fingerprint features")?,
+        );
     }
 
     // Log marginal likelihood with gradient, interleaved with nalgebra's Cholesky + inverse.
@@ -112,16 +121,24 @@ fn main() {
     for _ in 0..reps {
         lml200.push(
             per_call_us(20, || {
-                black_box(g200.gpr_mut().log_marginal_likelihood(&theta).unwrap());
-            }) / 1e3,
+                g200.gpr_mut()
+                    .log_marginal_likelihood(&theta)
+                    .map(black_box)
+            })
+            .context("log marginal likelihood at N = 200")?
+                / 1e3,
         );
-        na200.push(nalgebra_chol_inv(&model200));
+        na200.push(nalgebra_chol_inv(&model200)?);
         lml500.push(
             per_call_us(3, || {
-                black_box(g500.gpr_mut().log_marginal_likelihood(&theta).unwrap());
-            }) / 1e3,
+                g500.gpr_mut()
+                    .log_marginal_likelihood(&theta)
+                    .map(black_box)
+            })
+            .context("log marginal likelihood at N = 500")?
+                / 1e3,
         );
-        na500.push(nalgebra_chol_inv(&model500));
+        na500.push(nalgebra_chol_inv(&model500)?);
     }
 
     // One LCB call (what a relaxation step costs).
@@ -130,14 +147,20 @@ fn main() {
     let mut c500 = Lcb::new(&model500, 2.0);
     let mut moved = probe.clone();
     for _ in 0..reps {
-        lcb200.push(per_call_us(1000, || {
-            moved.positions[0][0] += 1e-6;
-            black_box(c200.calculate(&moved, false).unwrap());
-        }));
-        lcb500.push(per_call_us(500, || {
-            moved.positions[0][0] -= 1e-6;
-            black_box(c500.calculate(&moved, false).unwrap());
-        }));
+        lcb200.push(
+            per_call_us(1000, || {
+                moved.positions[0][0] += 1e-6;
+                c200.calculate(&moved, false).map(black_box)
+            })
+            .context("LCB at N = 200")?,
+        );
+        lcb500.push(
+            per_call_us(500, || {
+                moved.positions[0][0] -= 1e-6;
+                c500.calculate(&moved, false).map(black_box)
+            })
+            .context("LCB at N = 500")?,
+        );
     }
 
     // One hyperparameter start.
@@ -146,7 +169,10 @@ fn main() {
     for _ in 0..reps.min(3) {
         let mut g = model200.clone();
         let t = Instant::now();
-        let o = g.gpr_mut().optimize_start(&theta).unwrap();
+        let o = g
+            .gpr_mut()
+            .optimize_start(&theta)
+            .context("a hyperparameter start at N = 200")?;
         restart.push(t.elapsed().as_secs_f64() * 1e3);
         evals = o.evaluations;
     }
@@ -169,4 +195,5 @@ fn main() {
         "agox_lcb_step_us_n200": 5000,
     });
     println!("{line}");
+    Ok(())
 }

@@ -15,7 +15,10 @@
 use agox::pool::sched::Sched;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Error};
 
 /// Work per task.
 const TASK: Duration = Duration::from_micros(1);
@@ -28,7 +31,7 @@ const CALL: usize = 32_768;
 const REPS: usize = 5;
 
 /// One repetition with `workers` simulated workers: ns of scheduler time per task.
-fn run(workers: usize) -> f64 {
+fn run(workers: usize) -> Result<f64, Error> {
     let mut sched = Sched::new(workers, 1, 2, 128);
     for w in 0..workers {
         sched.open(w);
@@ -54,13 +57,13 @@ fn run(workers: usize) -> f64 {
         while finished < n {
             let mut sent = Vec::new();
             let a = Instant::now();
+            // The simulated send cannot fail.
             sched
                 .assign(now, |w, id, _| {
                     sent.push((w, id));
-                    Ok::<(), ()>(())
+                    Ok::<(), Infallible>(())
                 })
-                .map_err(|()| "send failed")
-                .expect("assign");
+                .unwrap_or_else(|never| match never {});
             spent += a.elapsed();
             for (w, id) in sent {
                 // The request reaches the worker half a round trip later; it runs
@@ -71,7 +74,9 @@ fn run(workers: usize) -> f64 {
             }
             // The next answer, and every answer due by then.
             let Some(Reverse((at, _, _))) = answers.peek().copied() else {
-                panic!("no answer pending with {finished} of {n} finished");
+                return Err(anyhow!(
+                    "the scheduler sent nothing with {finished} of {n} tasks finished"
+                ));
             };
             now = at;
             let a = Instant::now();
@@ -87,12 +92,12 @@ fn run(workers: usize) -> f64 {
         }
         let a = Instant::now();
         for id in ids {
-            sched.take_result(id).expect("finished");
+            sched.take_result(id).context("a finished task's result")?;
         }
         spent += a.elapsed();
         done += n;
     }
-    spent.as_nanos() as f64 / TASKS as f64
+    Ok(spent.as_nanos() as f64 / TASKS as f64)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -100,15 +105,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
+fn main() -> Result<(), Error> {
     let counts = [1usize, 16, 256, 4096];
     // Interleaved: each repetition runs every size once, so a loaded machine
     // slows them alike.
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
-    run(16); // warm up
+    run(16)?; // warm up
     for _ in 0..REPS {
         for (i, &w) in counts.iter().enumerate() {
-            per[i].push(run(w));
+            per[i].push(run(w)?);
         }
     }
     let ns: Vec<f64> = per.into_iter().map(median).collect();
@@ -122,4 +127,5 @@ fn main() {
         fields.join(","),
         ns[3] / ns[1]
     );
+    Ok(())
 }

@@ -55,8 +55,6 @@
 //! per iteration (iterations 4–40 of a clean run), ≈1.2 GB with Ray. The model's own
 //! figures (Fingerprint, log-likelihood, LCB step) are `bench_models`'.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -77,7 +75,11 @@ use agox::search::tasks::{self, PipelineArgs, Relaxation};
 
 #[path = "support/clusters.rs"]
 mod clusters;
+#[path = "support/env.rs"]
+mod env;
+use anyhow::{anyhow, Context, Error};
 use clusters::{cluster, median};
+use env::env_usize;
 
 /// GOFEE at the settings of AGOX's measurement (its test script, relaxation of at
 /// most 100 steps from AGOX's iteration 8).
@@ -115,14 +117,17 @@ struct Run {
     summary: Summary,
 }
 
-fn run_once(script: &Path, workers: usize, out: PathBuf) -> Run {
+fn run_once(script: &Path, workers: usize, out: PathBuf) -> Result<Run, Error> {
     let t = Instant::now();
-    let mut s = Script::load(script).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Script::load(script).context("the benchmark's script")?;
     s.search.output = out;
     let (reg, _) = registry::build();
-    let pool = Pool::start(reg, PoolConfig::with_workers(workers)).expect("pool");
-    let mut search = Search::new(s, pool).expect("search");
-    let summary = search.run().expect("run");
+    let pool = Pool::start(reg, PoolConfig::with_workers(workers))
+        .with_context(|| format!("starting a pool of {workers} workers"))?;
+    let mut search = Search::new(s, pool).context("starting the search")?;
+    let summary = search
+        .run()
+        .with_context(|| format!("running {}", script.display()))?;
     let run_ms = t.elapsed().as_secs_f64() * 1e3;
     let loop_s = summary.timings.total();
     let pool_s = summary.timings.collect + summary.timings.relax + summary.timings.sync;
@@ -131,17 +136,17 @@ fn run_once(script: &Path, workers: usize, out: PathBuf) -> Run {
     } else {
         1.0
     };
-    Run {
+    Ok(Run {
         iter_ms: summary.mean_iteration_ms,
         run_ms,
         pool_share: pool_s / loop_s,
         busy_share,
         summary,
-    }
+    })
 }
 
 /// 200 Au8Cu4 training rows (random clusters 0–40 BFGS steps into EMT).
-fn training_rows(n: usize) -> Vec<(Atoms, f64)> {
+fn training_rows(n: usize) -> Result<Vec<(Atoms, f64)>, Error> {
     (0..n as u64)
         .map(|s| cluster(1000 + s, [0, 3, 10, 40][s as usize % 4]))
         .collect()
@@ -152,9 +157,9 @@ fn pooled_model(
     pool: &Pool,
     rows: &[(Atoms, f64)],
     n_optimize: usize,
-) -> PooledSurrogate<GprModel> {
+) -> Result<PooledSurrogate<GprModel>, Error> {
     let template = Atoms::default().with_cell(rows[0].0.cell, [false; 3]);
-    let mut model = GprModel::gofee(&template, &rows[0].0.numbers).expect("model");
+    let mut model = GprModel::gofee(&template, &rows[0].0.numbers).context("GOFEE's model")?;
     model.gpr_mut().settings.n_optimize = n_optimize;
     on_pool(pool, model, rows, tasks::handles().gpr)
 }
@@ -165,13 +170,15 @@ fn on_pool<S: Surrogate>(
     mut model: S,
     rows: &[(Atoms, f64)],
     fns: SurrogateFns<S>,
-) -> PooledSurrogate<S> {
+) -> Result<PooledSurrogate<S>, Error> {
     let mut ws = S::Workspace::default();
     for (a, e) in rows {
-        model.add(a, *e, None, &mut ws).expect("row");
+        model
+            .add(a, *e, None, &mut ws)
+            .context("adding a training row")?;
     }
     PooledSurrogate::add_to(pool, "model", SurrogateModule::new(model), fns)
-        .expect("model on the pool")
+        .context("adding the model to the pool")
 }
 
 /// One hyperparameter search of 8 starts on `pool`.
@@ -184,25 +191,23 @@ struct Hyperopt {
     evaluations: Vec<usize>,
 }
 
-fn hyperopt(pool: &Pool, model: &PooledSurrogate<GprModel>) -> Hyperopt {
+fn hyperopt(pool: &Pool, model: &PooledSurrogate<GprModel>) -> Result<Hyperopt, Error> {
     let (starts, rows) = {
         let m = model.handle().lock();
         (m.surrogate.search_starts(42), m.surrogate.n_rows())
     };
     let fns = tasks::handles().gpr;
-    let cpu0: Vec<f64> = pool.worker_pids().into_iter().map(cpu_s).collect();
+    let cpu0 = workers_cpu_s(pool)?;
     let t = Instant::now();
     let out = pool
         .map(
             &fns.run_start,
             starts.into_iter().map(|s| (model.link(), s, rows)),
         )
-        .expect("search");
+        .context("the hyperparameter search")?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
-    let worker_cpu = pool
-        .worker_pids()
+    let worker_cpu = workers_cpu_s(pool)?
         .into_iter()
-        .map(cpu_s)
         .zip(cpu0)
         .map(|(b, a)| b - a)
         .collect();
@@ -210,101 +215,113 @@ fn hyperopt(pool: &Pool, model: &PooledSurrogate<GprModel>) -> Hyperopt {
     let evaluations = out
         .iter()
         .map(|a| match a {
-            Answer::Done(o) => o.evaluations,
-            Answer::Behind(b) => panic!("{b}"),
+            Answer::Done(o) => Ok(o.evaluations),
+            Answer::Behind(b) => Err(anyhow!("a hyperparameter start: {b}")),
         })
-        .collect();
-    Hyperopt {
+        .collect::<Result<_, Error>>()?;
+    Ok(Hyperopt {
         ms,
         worker_cpu,
         evaluations,
-    }
+    })
 }
 
 /// CPU time (user + system, s) process `pid` has used so far.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+fn cpu_s(pid: u32) -> Result<f64, Error> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the parenthesized command: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
         f.get(i)
             .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
+            .with_context(|| format!("{path} has no CPU time in field {}", i + 3))
     };
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
+    Ok((ticks(11)? + ticks(12)?) / hz)
+}
+
+/// [`cpu_s`] of each of `pool`'s workers.
+fn workers_cpu_s(pool: &Pool) -> Result<Vec<f64>, Error> {
+    pool.worker_pids().into_iter().map(cpu_s).collect()
 }
 
 /// One GOFEE run: the median ms per iteration over iterations 5–39, the median LCB
 /// steps per iteration there, and the CPU time (driver and workers) per iteration
 /// over the whole run.
-fn gofee_run(out: PathBuf, seed: u64) -> (f64, f64, f64) {
+fn gofee_run(out: PathBuf, seed: u64) -> Result<(f64, f64, f64), Error> {
     let mut s = Script::parse(GOFEE_AGOX_MEASURED, &out.with_extension("toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .context("GOFEE's script")?;
     s.search.output = out;
     s.search.seed = Some(seed);
     let (reg, _) = registry::build();
-    let pool = Pool::start(reg, PoolConfig::with_workers(2)).expect("pool");
-    let mut search = Search::new(s, pool).expect("search");
-    let driver0 = cpu_s(std::process::id());
-    let workers0: f64 = search.pool().worker_pids().into_iter().map(cpu_s).sum();
+    let pool =
+        Pool::start(reg, PoolConfig::with_workers(2)).context("starting a pool of 2 workers")?;
+    let mut search = Search::new(s, pool).context("starting GOFEE")?;
+    let driver0 = cpu_s(std::process::id())?;
+    let workers0: f64 = workers_cpu_s(search.pool())?.into_iter().sum();
     let (mut ms, mut steps) = (Vec::new(), Vec::new());
     while !search.is_done() {
-        let r = search.run_iteration().expect("iteration");
+        let r = search
+            .run_iteration()
+            .with_context(|| format!("GOFEE seed {seed}"))?;
         if (5..40).contains(&r.iteration) {
             ms.push(r.elapsed * 1e3);
             steps.push(r.relax_steps as f64);
         }
     }
-    let cpu = cpu_s(std::process::id()) - driver0
-        + search
-            .pool()
-            .worker_pids()
-            .into_iter()
-            .map(cpu_s)
-            .sum::<f64>()
+    let cpu = cpu_s(std::process::id())? - driver0
+        + workers_cpu_s(search.pool())?.into_iter().sum::<f64>()
         - workers0;
-    let summary = search.finish(false).expect("summary");
-    (
+    let summary = search
+        .finish(false)
+        .with_context(|| format!("finishing GOFEE seed {seed}"))?;
+    Ok((
         median(ms),
         median(steps),
         cpu * 1e3 / summary.iterations_done as f64,
-    )
+    ))
 }
 
 /// VmHWM of process `pid` (MB).
-fn peak_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+fn peak_mb(pid: u32) -> Result<f64, Error> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+        .map(|kb| kb / 1024.0)
+        .with_context(|| format!("{path} has no VmHWM"))
 }
 
 /// The child process of the memory measurement: a 500-row model trained on 2
 /// workers, 10 candidates relaxed in its LCB there; prints the peaks (MB) of the
 /// coordinator and the workers as JSON.
-fn memory_child() {
-    let rows = training_rows(500);
+fn memory_child() -> Result<(), Error> {
+    let rows = training_rows(500)?;
     let (reg, fns) = registry::build();
-    let pool = Pool::start(reg, PoolConfig::with_workers(2)).expect("pool");
-    let mut model = pooled_model(&pool, &rows, 2);
-    let training = model.train(&pool, 1).expect("training");
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let script = Script::parse(GOFEE_AGOX_MEASURED, &tmp.path().join("s.toml")).expect("script");
+    let pool =
+        Pool::start(reg, PoolConfig::with_workers(2)).context("starting a pool of 2 workers")?;
+    let mut model = pooled_model(&pool, &rows, 2)?;
+    let training = model.train(&pool, 1).context("training the model")?;
+    let tmp = tempfile::tempdir().context("a temporary directory")?;
+    let script =
+        Script::parse(GOFEE_AGOX_MEASURED, &tmp.path().join("s.toml")).context("GOFEE's script")?;
     let env = Environment::from_script(&script.environment);
     let generator = pool
         .add_module(
             "generator.0",
             GeneratorModule::new(Generator::Random(RandomGenerator::default()), env.clone()),
         )
-        .expect("generator");
+        .context("adding the generator to the pool")?;
     let mut lcb = RelaxModel::lcb(SurrogateLink::Gpr(model.link()), 2.0);
     lcb.expected = Some(model.version());
-    let lcb = pool.add_module("relax_model", lcb).expect("relax model");
+    let lcb = pool
+        .add_module("relax_model", lcb)
+        .context("adding the LCB to the pool")?;
     let request =
         RelaxRequest::new(Default::default(), 0.05, 100).with_confinement(env.box_constraint());
     let args: Vec<PipelineArgs> = (0..10)
@@ -317,17 +334,27 @@ fn memory_child() {
         .collect();
     let relaxed = pool
         .map(&fns.generate_relax, args.clone())
-        .expect("relaxations");
-    assert!(relaxed
+        .context("generating and relaxing 10 candidates")?;
+    if let Some(k) = relaxed
         .iter()
-        .all(|(_, r)| matches!(r, Some(Relaxation::Done(_)))));
-    let workers: Vec<f64> = pool.worker_pids().into_iter().map(peak_mb).collect();
-    let coordinator = peak_mb(std::process::id());
+        .position(|(_, r)| !matches!(r, Some(Relaxation::Done(_))))
+    {
+        return Err(anyhow!(
+            "candidate {k} was not generated and relaxed: {:?}",
+            relaxed[k]
+        ));
+    }
+    let workers = pool
+        .worker_pids()
+        .into_iter()
+        .map(peak_mb)
+        .collect::<Result<Vec<f64>, Error>>()?;
+    let coordinator = peak_mb(std::process::id())?;
     // What crosses the sockets, per message (MessagePack, as the pool sends it).
     // The evaluator's task: a single point and one BFGS step of a relaxed candidate.
     let calculator = pool
         .add_module("calculator", CalculatorModule::new(CalculatorSpec::Emt))
-        .expect("calculator");
+        .context("adding the calculator to the pool")?;
     let candidate = match &relaxed[0] {
         (Ok(c), Some(Relaxation::Done(o))) => Atoms {
             positions: o.atoms.positions.clone(),
@@ -344,25 +371,26 @@ fn memory_child() {
     );
     let evaluate_out = pool
         .map(&fns.calculator.relax_candidate, [evaluate_in.clone()])
-        .expect("evaluation")
+        .context("evaluating a candidate")?
         .remove(0);
     let starts = model.handle().lock().surrogate.search_starts(1);
     let unit_in = (model.link(), starts[0], 500usize);
-    let unit_out = training_outcome(&pool, &model, starts[0]);
+    let unit_out = training_outcome(&pool, &model, starts[0])?;
     println!(
         "{}",
         serde_json::json!({
             "coordinator": coordinator,
             "workers": workers,
-            "relax_task_in_bytes": encoded_len(&args[0]),
-            "relax_task_out_bytes": encoded_len(&relaxed[0]),
-            "evaluate_task_in_bytes": encoded_len(&evaluate_in),
-            "evaluate_task_out_bytes": encoded_len(&evaluate_out),
-            "search_task_in_bytes": encoded_len(&unit_in),
-            "search_task_out_bytes": encoded_len(&unit_out),
+            "relax_task_in_bytes": encoded_len(&args[0])?,
+            "relax_task_out_bytes": encoded_len(&relaxed[0])?,
+            "evaluate_task_in_bytes": encoded_len(&evaluate_in)?,
+            "evaluate_task_out_bytes": encoded_len(&evaluate_out)?,
+            "search_task_in_bytes": encoded_len(&unit_in)?,
+            "search_task_out_bytes": encoded_len(&unit_out)?,
             "state_sync_bytes_n500_w2": training.state_sync.bytes,
         })
     );
+    Ok(())
 }
 
 /// The outcome of one search unit from `start` (run on the pool).
@@ -370,33 +398,44 @@ fn training_outcome(
     pool: &Pool,
     model: &PooledSurrogate<GprModel>,
     start: [f64; 6],
-) -> Answer<agox::models::gpr::StartOutcome> {
+) -> Result<Answer<agox::models::gpr::StartOutcome>, Error> {
     let rows = model.handle().lock().surrogate.n_rows();
-    pool.map(
-        &tasks::handles().gpr.run_start,
-        [(model.link(), start, rows)],
-    )
-    .expect("search unit")
-    .remove(0)
+    Ok(pool
+        .map(
+            &tasks::handles().gpr.run_start,
+            [(model.link(), start, rows)],
+        )
+        .context("a hyperparameter start")?
+        .remove(0))
 }
 
 /// A value's size as the pool sends it (MessagePack).
-fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
-    rmp_serde::to_vec(v).map_or(0, |v| v.len())
+fn encoded_len<T: serde::Serialize>(v: &T) -> Result<usize, Error> {
+    rmp_serde::to_vec(v)
+        .map(|v| v.len())
+        .context("encoding a task's value")
 }
 
 /// Runs [`memory_child`] in a fresh process of this program.
-fn memory_peak() -> serde_json::Value {
-    let out = std::process::Command::new(std::env::current_exe().expect("this program"))
+fn memory_peak() -> Result<serde_json::Value, Error> {
+    let exe = std::env::current_exe().context("this program's path")?;
+    let out = std::process::Command::new(&exe)
         .env("AGOX_BENCH_MEMORY_CHILD", "1")
         .output()
-        .expect("child process");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the child's JSON")
+        .with_context(|| format!("running {} for the memory part", exe.display()))?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "the memory part's process failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "the memory part's output is not JSON: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn load_average() -> f64 {
@@ -408,11 +447,14 @@ fn load_average() -> f64 {
 
 /// The sparse model (SimpleFingerprint, 1000 inducing points, 8 θ) holding
 /// `rows`, on `pool`.
-fn pooled_sparse(pool: &Pool, rows: &[(Atoms, f64)]) -> PooledSurrogate<SparseModel> {
+fn pooled_sparse(
+    pool: &Pool,
+    rows: &[(Atoms, f64)],
+) -> Result<PooledSurrogate<SparseModel>, Error> {
     // Au8Cu4 in the 12 Å box of the clusters.
     let env = Environment::from_script(
         &Script::parse(GOFEE_AGOX_MEASURED, Path::new("sparse.toml"))
-            .expect("script")
+            .context("GOFEE's script")?
             .environment,
     );
     assert_eq!(env.numbers, rows[0].0.numbers);
@@ -421,7 +463,7 @@ fn pooled_sparse(pool: &Pool, rows: &[(Atoms, f64)]) -> PooledSurrogate<SparseMo
         n_inducing: 1000,
         ..SparseModelSettings::default()
     };
-    let model = build_sparse(&settings, &env).expect("sparse model");
+    let model = build_sparse(&settings, &env).context("the sparse model")?;
     on_pool(pool, model, rows, tasks::handles().sparse_gpr)
 }
 
@@ -431,37 +473,39 @@ fn sparse_training(
     pool: &Pool,
     model: &mut PooledSurrogate<SparseModel>,
     seed: u64,
-) -> (agox::search::surrogate::TrainReport, Vec<f64>) {
-    let cpu0: Vec<f64> = pool.worker_pids().into_iter().map(cpu_s).collect();
-    let report = model.train(pool, seed).expect("training");
-    let cpu = pool
-        .worker_pids()
+) -> Result<(agox::search::surrogate::TrainReport, Vec<f64>), Error> {
+    let cpu0 = workers_cpu_s(pool)?;
+    let report = model
+        .train(pool, seed)
+        .context("training the sparse model")?;
+    let cpu = workers_cpu_s(pool)?
         .into_iter()
-        .map(cpu_s)
         .zip(cpu0)
         .map(|(b, a)| b - a)
         .collect();
-    (report, cpu)
+    Ok((report, cpu))
 }
 
-fn sparse_part(reps: usize, put: &mut impl FnMut(&str, serde_json::Value)) {
-    let rows = training_rows(1000);
+fn sparse_part(reps: usize, put: &mut impl FnMut(&str, serde_json::Value)) -> Result<(), Error> {
+    let rows = training_rows(1000)?;
     let (reg0, _) = registry::build();
     let (reg2, _) = registry::build();
-    let pool0 = Pool::start(reg0, PoolConfig::with_workers(0)).expect("pool");
-    let pool2 = Pool::start(reg2, PoolConfig::with_workers(2)).expect("pool");
-    let mut serial = pooled_sparse(&pool0, &rows);
-    let mut parallel = pooled_sparse(&pool2, &rows);
+    let pool0 =
+        Pool::start(reg0, PoolConfig::with_workers(0)).context("starting a pool of no workers")?;
+    let pool2 =
+        Pool::start(reg2, PoolConfig::with_workers(2)).context("starting a pool of 2 workers")?;
+    let mut serial = pooled_sparse(&pool0, &rows)?;
+    let mut parallel = pooled_sparse(&pool2, &rows)?;
     // The first training sends all structures; later ones only the indices.
-    let (first, _) = sparse_training(&pool2, &mut parallel, 1);
-    sparse_training(&pool0, &mut serial, 1);
+    let (first, _) = sparse_training(&pool2, &mut parallel, 1)?;
+    sparse_training(&pool0, &mut serial, 1)?;
     let (mut s0, mut s2, mut t2) = (Vec::new(), Vec::new(), Vec::new());
     let (mut balance, mut busiest_ms) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let seed = 100 + rep as u64;
-        let (one, _) = sparse_training(&pool0, &mut serial, seed);
+        let (one, _) = sparse_training(&pool0, &mut serial, seed)?;
         let t = Instant::now();
-        let (two, cpu) = sparse_training(&pool2, &mut parallel, seed);
+        let (two, cpu) = sparse_training(&pool2, &mut parallel, seed)?;
         t2.push(t.elapsed().as_secs_f64() * 1e3);
         // The same θ, bit for bit, however the search was split.
         assert_eq!(one.hyperparameters, two.hyperparameters);
@@ -484,22 +528,18 @@ fn sparse_part(reps: usize, put: &mut impl FnMut(&str, serde_json::Value)) {
     put("sgpr_rows_bytes_n1000_w2", first.rows_sync.bytes.into());
     put("sgpr_state_bytes_n1000_w2", first.state_sync.bytes.into());
     put("agox_sgpr_search8_ms_n1000_serial", 27000.into());
+    Ok(())
 }
 
-fn main() {
+fn main() -> Result<(), Error> {
     if std::env::var_os("AGOX_BENCH_MEMORY_CHILD").is_some() {
-        memory_child();
-        return;
+        return memory_child();
     }
-    let reps: usize = std::env::var("AGOX_BENCH_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(5);
+    let reps = env_usize("AGOX_BENCH_REPS", 5, 1)?;
     let parts = std::env::var("AGOX_BENCH_PARTS").unwrap_or_default();
     let part = |p: &str| parts.is_empty() || parts.split(',').any(|x| x.trim() == p);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scripts");
-    let tmp = tempfile::tempdir().expect("temporary directory");
+    let tmp = tempfile::tempdir().context("a temporary directory for the runs")?;
     let mut k = 0;
     let mut out = || {
         k += 1;
@@ -517,9 +557,9 @@ fn main() {
         let mut rss_w1 = Vec::new();
         let mut bh_w2 = Vec::new();
         for _ in 0..reps {
-            rss_w2.push(run_once(&rss, 2, out()));
-            rss_w1.push(run_once(&rss, 1, out()));
-            bh_w2.push(run_once(&bh, 2, out()));
+            rss_w2.push(run_once(&rss, 2, out())?);
+            rss_w1.push(run_once(&rss, 1, out())?);
+            bh_w2.push(run_once(&bh, 2, out())?);
         }
         let m = |runs: &[Run], f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
         let rss_iter_ms_w2 = m(&rss_w2, |r| r.iter_ms);
@@ -539,19 +579,21 @@ fn main() {
 
     if part("hyperopt") {
         // GOFEE's hyperparameter search on 1 and 2 workers, interleaved.
-        let rows = training_rows(200);
+        let rows = training_rows(200)?;
         let (reg1, _) = registry::build();
         let (reg2, _) = registry::build();
-        let pool1 = Pool::start(reg1, PoolConfig::with_workers(1)).expect("pool");
-        let pool2 = Pool::start(reg2, PoolConfig::with_workers(2)).expect("pool");
-        let model1 = pooled_model(&pool1, &rows, 8);
-        let model2 = pooled_model(&pool2, &rows, 8);
-        let evaluations = hyperopt(&pool1, &model1).evaluations;
-        hyperopt(&pool2, &model2);
+        let pool1 = Pool::start(reg1, PoolConfig::with_workers(1))
+            .context("starting a pool of 1 worker")?;
+        let pool2 = Pool::start(reg2, PoolConfig::with_workers(2))
+            .context("starting a pool of 2 workers")?;
+        let model1 = pooled_model(&pool1, &rows, 8)?;
+        let model2 = pooled_model(&pool2, &rows, 8)?;
+        let evaluations = hyperopt(&pool1, &model1)?.evaluations;
+        hyperopt(&pool2, &model2)?;
         let (mut h1, mut h2, mut balance) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..reps {
-            h1.push(hyperopt(&pool1, &model1).ms);
-            let two = hyperopt(&pool2, &model2);
+            h1.push(hyperopt(&pool1, &model1)?.ms);
+            let two = hyperopt(&pool2, &model2)?;
             h2.push(two.ms);
             // The speed-up this schedule gives when each worker has a core of its
             // own: all the work over the busiest worker's.
@@ -571,7 +613,7 @@ fn main() {
         // GOFEE at AGOX's measured settings.
         let (mut gofee_ms, mut gofee_steps, mut gofee_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..reps {
-            let (ms, steps, cpu) = gofee_run(out(), 1 + rep as u64);
+            let (ms, steps, cpu) = gofee_run(out(), 1 + rep as u64)?;
             gofee_ms.push(ms);
             gofee_steps.push(steps);
             gofee_cpu.push(cpu);
@@ -584,21 +626,28 @@ fn main() {
     }
 
     if part("memory") {
-        let memory = memory_peak();
-        let total = memory["coordinator"].as_f64().unwrap_or(f64::NAN)
-            + memory["workers"]
-                .as_array()
-                .map_or(f64::NAN, |w| w.iter().filter_map(|x| x.as_f64()).sum());
+        let memory = memory_peak()?;
+        let coordinator = memory["coordinator"]
+            .as_f64()
+            .context("the memory part's output has no coordinator peak")?;
+        let workers: f64 = memory["workers"]
+            .as_array()
+            .context("the memory part's output has no workers' peaks")?
+            .iter()
+            .map(|x| x.as_f64().context("a worker's peak is not a number"))
+            .sum::<Result<f64, Error>>()?;
+        let total = coordinator + workers;
         put("rss_peak_mb_n500", total.into());
         put("rss_peak_mb_n500_parts", memory);
         put("agox_rss_peak_mb_w2", 1200.into());
     }
 
     if part("sparse") {
-        sparse_part(reps, &mut put);
+        sparse_part(reps, &mut put)?;
     }
 
     put("reps", reps.into());
     put("load_average", load_average().into());
     println!("{}", serde_json::Value::Object(line));
+    Ok(())
 }

@@ -24,8 +24,6 @@
 //! first (default 1), `AGOX_QUALITY_WORKERS` the workers (default 2). Not part of
 //! CI: it takes minutes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -37,6 +35,11 @@ use agox::search::registry;
 use agox::search::script::Script;
 use agox::search::search::Search;
 use serde_json::json;
+
+#[path = "support/env.rs"]
+mod env;
+use anyhow::{Context, Error};
+use env::env_usize;
 
 /// Au₈Cu₄'s putative global minimum in EMT (eV).
 const AU8CU4_MINIMUM: f64 = 6.773249;
@@ -59,7 +62,7 @@ struct Outcome {
 }
 
 /// The energy of `atoms` after a tight relaxation (BFGS, fmax 0.01) in `spec`.
-fn tight(spec: &CalculatorSpec, atoms: &Atoms) -> f64 {
+fn tight(spec: &CalculatorSpec, atoms: &Atoms) -> Result<f64, Error> {
     let mut calc = spec.build();
     let mut a = atoms.clone();
     let options = RelaxOptions {
@@ -67,9 +70,10 @@ fn tight(spec: &CalculatorSpec, atoms: &Atoms) -> f64 {
         steps: 2000,
         ..RelaxOptions::default()
     };
+    // A failure is not "not in the basin": it would change the count silently.
     relax(&mut a, calc.as_mut(), &options)
         .map(|r| r.evaluation.energy)
-        .unwrap_or(f64::INFINITY)
+        .context("relaxing the best structure tightly")
 }
 
 /// What a run looks for: the minimum, and optionally an evaluated energy within
@@ -89,21 +93,22 @@ fn run(
     target: &Target,
     workers: usize,
     out: PathBuf,
-) -> Outcome {
-    let mut s = Script::load(script).unwrap_or_else(|e| panic!("{e}"));
+) -> Result<Outcome, Error> {
+    let mut s = Script::load(script).context("the script")?;
     s.search.seed = Some(seed);
     s.search.iterations = 1_000_000;
     s.search.output = out;
     let spec = CalculatorSpec::new(&s.calculator, &s.search.output.join("workers"));
     let (reg, _) = registry::build();
-    let pool = Pool::start(reg, PoolConfig::with_workers(workers)).expect("pool");
+    let pool = Pool::start(reg, PoolConfig::with_workers(workers))
+        .with_context(|| format!("starting a pool of {workers} workers"))?;
     let t = Instant::now();
-    let mut search = Search::new(s, pool).expect("search");
+    let mut search = Search::new(s, pool).context("starting the search")?;
     let mut best_id = None;
     let mut best_relaxed = f64::INFINITY;
     let (mut found, mut near) = (None, None);
     while search.calculator_calls() < max_calls {
-        search.run_iteration().expect("iteration");
+        search.run_iteration().context("an iteration")?;
         let Some(best) = search.best() else { continue };
         if best.meta.id == best_id {
             continue;
@@ -115,7 +120,7 @@ fn run(
             near = Some(calls);
         }
         if found.is_none() {
-            best_relaxed = best_relaxed.min(tight(&spec, &best.atoms));
+            best_relaxed = best_relaxed.min(tight(&spec, &best.atoms)?);
             if best_relaxed <= target.minimum + BASIN {
                 found = Some(calls);
             }
@@ -134,8 +139,8 @@ fn run(
         iterations: search.next_iteration(),
         seconds: t.elapsed().as_secs_f64(),
     };
-    search.finish(false).expect("summary");
-    outcome
+    search.finish(false).context("finishing the search")?;
+    Ok(outcome)
 }
 
 fn report(outcomes: &[Outcome]) -> serde_json::Value {
@@ -168,22 +173,15 @@ fn curve(outcomes: &[Outcome], budget: u64, calls: fn(&Outcome) -> Option<u64>) 
         .collect()
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn main() {
+fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let named = |set: &[&str]| args.iter().any(|a| set.contains(&a.as_str()));
     let given = |p: &str| args.iter().any(|a| a == p);
     let part = |p: &str| !named(&["au8cu4", "lj13"]) || given(p);
     let algorithm = |p: &str| !named(&["gofee", "gofee_sparse", "bh", "rss"]) || given(p);
-    let workers = env_usize("AGOX_QUALITY_WORKERS", 2);
+    let workers = env_usize("AGOX_QUALITY_WORKERS", 2, 0)?;
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scripts");
-    let tmp = tempfile::tempdir().expect("temporary directory");
+    let tmp = tempfile::tempdir().context("a temporary directory for the runs")?;
     let mut k = 0;
     let mut out = || {
         k += 1;
@@ -191,8 +189,8 @@ fn main() {
     };
 
     if part("au8cu4") {
-        let seeds = env_usize("AGOX_QUALITY_SEEDS", 5) as u64;
-        let first_seed = env_usize("AGOX_QUALITY_FIRST_SEED", 1) as u64;
+        let seeds = env_usize("AGOX_QUALITY_SEEDS", 5, 1)? as u64;
+        let first_seed = env_usize("AGOX_QUALITY_FIRST_SEED", 1, 0)? as u64;
         let target = Target {
             minimum: AU8CU4_MINIMUM,
             close: None,
@@ -211,15 +209,16 @@ fn main() {
             }
             let outcomes: Vec<Outcome> = (first_seed..first_seed + seeds)
                 .map(|seed| {
-                    let o = run(&scripts.join(file), seed, budget, &target, workers, out());
+                    let o = run(&scripts.join(file), seed, budget, &target, workers, out())
+                        .with_context(|| format!("{name} on Au8Cu4, seed {seed}"))?;
                     eprintln!(
                         "{name} seed {seed}: {:?} calls to the minimum, best relaxed {:.6} eV \
                          after {} calls ({:.0} s)",
                         o.calls_to_minimum, o.best_relaxed, o.calls, o.seconds
                     );
-                    o
+                    Ok(o)
                 })
-                .collect();
+                .collect::<Result<_, Error>>()?;
             let found = outcomes
                 .iter()
                 .filter(|o| o.calls_to_minimum.is_some())
@@ -238,7 +237,7 @@ fn main() {
     }
 
     if part("lj13") {
-        let seeds = env_usize("AGOX_QUALITY_SEEDS", 10) as u64;
+        let seeds = env_usize("AGOX_QUALITY_SEEDS", 10, 1)? as u64;
         let budget = 300;
         let target = Target {
             minimum: LJ13_MINIMUM,
@@ -247,15 +246,16 @@ fn main() {
         let outcomes: Vec<Outcome> = (1..=seeds)
             .map(|seed| {
                 let script = scripts.join("gofee_lj13.toml");
-                let o = run(&script, seed, budget, &target, workers, out());
+                let o = run(&script, seed, budget, &target, workers, out())
+                    .with_context(|| format!("GOFEE on LJ13, seed {seed}"))?;
                 eprintln!(
                     "gofee lj13 seed {seed}: {:?} calls to the basin, {:?} to an evaluation \
                      within {LJ13_CLOSE} eV",
                     o.calls_to_minimum, o.calls_to_close
                 );
-                o
+                Ok(o)
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         let count =
             |f: fn(&Outcome) -> Option<u64>| outcomes.iter().filter(|o| f(o).is_some()).count();
         println!(
@@ -274,4 +274,5 @@ fn main() {
             })
         );
     }
+    Ok(())
 }

@@ -6,9 +6,11 @@ use agox::atoms::Atoms;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use anyhow::{Context, Error};
+
 /// A random compact Au8Cu4 cluster in a 12 Å box, `steps` BFGS steps into EMT, with
 /// its EMT energy.
-pub fn cluster(seed: u64, steps: usize) -> (Atoms, f64) {
+pub fn cluster(seed: u64, steps: usize) -> Result<(Atoms, f64), Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut positions: Vec<[f64; 3]> = vec![[6.0; 3]];
     while positions.len() < 12 {
@@ -29,16 +31,19 @@ pub fn cluster(seed: u64, steps: usize) -> (Atoms, f64) {
     }
     let mut numbers = vec![79u8; 8];
     numbers.extend([29u8; 4]);
-    let mut atoms = Atoms::new(numbers, positions).unwrap().with_cell(
-        [[12.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 12.0]],
-        [false; 3],
-    );
+    let mut atoms = Atoms::new(numbers, positions)
+        .with_context(|| format!("cluster {seed}"))?
+        .with_cell(
+            [[12.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 12.0]],
+            [false; 3],
+        );
     let opts = RelaxOptions {
         steps,
         ..Default::default()
     };
-    let r = relax(&mut atoms, &mut Emt::new(), &opts).unwrap();
-    (atoms, r.evaluation.energy)
+    let r = relax(&mut atoms, &mut Emt::new(), &opts)
+        .with_context(|| format!("relaxing cluster {seed} in EMT"))?;
+    Ok((atoms, r.evaluation.energy))
 }
 
 /// The median (the mean of the middle two for an even count).
