@@ -28,6 +28,8 @@
 
 use std::time::Instant;
 
+use anyhow::{Context, Result};
+
 use agox_atoms::emt::Emt;
 use agox_atoms::{Atoms, Calculator};
 use agox_models::descriptor::{Descriptor, FeatureSet};
@@ -53,7 +55,7 @@ type Model = SparseGpr<SimpleFingerprint>;
 
 /// A random Au₈Cu₄ cluster in a 12 Å box: atoms 2.5–2.9 Å from a random earlier
 /// atom and more than 2.3 Å from all.
-fn cluster(seed: u64) -> Atoms {
+fn cluster(seed: u64) -> Result<Atoms> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut positions: Vec<[f64; 3]> = vec![[6.0; 3]];
     while positions.len() < 12 {
@@ -74,18 +76,18 @@ fn cluster(seed: u64) -> Atoms {
     }
     let mut numbers = vec![79u8; 8];
     numbers.extend([29u8; 4]);
-    Atoms::new(numbers, positions)
-        .expect("12 numbers and 12 positions")
+    Ok(Atoms::new(numbers, positions)
+        .context("a random Au8Cu4 cluster")?
         .with_cell(
             [[12.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 12.0]],
             [false; 3],
-        )
+        ))
 }
 
-fn model(structures: &[(Atoms, f64)], uncertainty: bool) -> Model {
+fn model(structures: &[(Atoms, f64)], uncertainty: bool) -> Result<Model> {
     let descriptor = SimpleFingerprint::new(SimpleFingerprintParams::default(), &[79, 29])
-        .expect("default settings");
-    let kernel = ConstantRbf::with_defaults(1.0, 0.3).expect("within the bounds");
+        .context("SimpleFingerprint with its default settings")?;
+    let kernel = ConstantRbf::with_defaults(1.0, 0.3).context("the kernel C(1)·RBF(0.3)")?;
     let settings = SparseSettings {
         sigma_e: 0.05,
         sigma_f: 0.05,
@@ -98,30 +100,31 @@ fn model(structures: &[(Atoms, f64)], uncertainty: bool) -> Model {
         train_uncertainty: uncertainty,
     };
     let mut m = SparseGpr::new(descriptor, Some(Repulsive::default()), kernel, settings)
-        .expect("valid settings");
+        .context("the sparse GP's settings")?;
     let mut ws = SparseModelWorkspace::default();
     for (a, e) in structures {
-        m.add(a, *e, None, &mut ws).expect("a valid structure");
+        m.add(a, *e, None, &mut ws)
+            .context("adding a training structure")?;
     }
-    m
+    Ok(m)
 }
 
 /// This thread's CPU time (user + system), seconds.
-fn cpu_seconds() -> f64 {
-    let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage of this thread");
+fn cpu_seconds() -> Result<f64> {
+    let u = getrusage(UsageWho::RUSAGE_THREAD).context("getrusage of this thread")?;
     let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
-    s(u.user_time()) + s(u.system_time())
+    Ok(s(u.user_time()) + s(u.system_time()))
 }
 
 /// Wall-clock and CPU seconds of `f`.
-fn timed<R>(f: impl FnOnce() -> R) -> (R, Times) {
-    let (wall, cpu) = (Instant::now(), cpu_seconds());
+fn timed<R>(f: impl FnOnce() -> R) -> Result<(R, Times)> {
+    let (wall, cpu) = (Instant::now(), cpu_seconds()?);
     let r = f();
     let t = Times {
         wall: vec![wall.elapsed().as_secs_f64()],
-        cpu: vec![cpu_seconds() - cpu],
+        cpu: vec![cpu_seconds()? - cpu],
     };
-    (r, t)
+    Ok((r, t))
 }
 
 /// Repeated timings of one figure.
@@ -152,7 +155,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One training (the model is cloned outside the clock).
-fn train(m: &Model, seed: u64) -> (Times, Model) {
+fn train(m: &Model, seed: u64) -> Result<(Times, Model)> {
     let mut m = m.clone();
     let mut ws = SparseModelWorkspace::default();
     let (report, t) = timed(|| {
@@ -163,21 +166,21 @@ fn train(m: &Model, seed: u64) -> (Times, Model) {
             },
             &mut ws,
         )
-        .expect("training succeeds")
-    });
+    })?;
+    let report = report.context("training")?;
     assert_eq!(report.n_inducing, 1000.min(report.n_env));
-    (t, m)
+    Ok((t, m))
 }
 
 /// −log P by AGOX's formula: K̃ = U K_j⁻¹ Uᵀ + Σ formed and factored.
-fn dense_lml(set: &TrainingSet<ConstantRbf>, theta: &[f64]) -> f64 {
-    let asm = set.assembled(theta).expect("θ within the bounds");
+fn dense_lml(set: &TrainingSet<ConstantRbf>, theta: &[f64]) -> Result<f64> {
+    let asm = set.assembled(theta).context("θ within the bounds")?;
     let (m, n) = (asm.n_inducing, set.n_obs());
     let kj = Mat::from_fn(m, m, |i, j| {
         asm.kmm[i * m + j] + if i == j { 1e-3 } else { 0.0 }
     });
     let kinv = Llt::new(kj.as_ref(), Side::Lower)
-        .expect("positive definite")
+        .map_err(|e| anyhow::anyhow!("K_mm + jitter is not positive definite: {e:?}"))?
         .inverse();
     let u = Mat::from_fn(n, m, |o, k| asm.rows[o * m + k]);
     let v = set.variances();
@@ -185,12 +188,13 @@ fn dense_lml(set: &TrainingSet<ConstantRbf>, theta: &[f64]) -> f64 {
     for o in 0..n {
         kt[(o, o)] += v[o];
     }
-    let llt = Llt::new(kt.as_ref(), Side::Lower).expect("positive definite");
+    let llt = Llt::new(kt.as_ref(), Side::Lower)
+        .map_err(|e| anyhow::anyhow!("AGOX's K̃ is not positive definite: {e:?}"))?;
     let y = set.targets();
     let alpha = llt.inverse() * Mat::from_fn(n, 1, |o, _| y[o]);
     let fit: f64 = (0..n).map(|o| y[o] * alpha[(o, 0)]).sum();
     let log_det: f64 = (0..n).map(|o| 2.0 * llt.L()[(o, o)].ln()).sum();
-    0.5 * fit + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
+    Ok(0.5 * fit + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln())
 }
 
 /// Forces in AGOX's order: dk/dr[c, a, x, m] = Σ_f ∂x_c/∂r_{a,x}[f] · ∂k(X_m, x_c)/∂x_c[f]
@@ -246,23 +250,20 @@ fn agox_forces(
     }
 }
 
-fn main() {
+fn main() -> Result<()> {
     let mut emt = Emt::new();
     let structures: Vec<(Atoms, f64)> = (0..1000 + N_TEST as u64)
         .map(|seed| {
-            let a = cluster(seed);
-            let e = emt
-                .calculate(&a, false)
-                .expect("EMT handles Au and Cu")
-                .energy;
-            (a, e)
+            let a = cluster(seed)?;
+            let e = emt.calculate(&a, false).context("EMT energy")?.energy;
+            Ok((a, e))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let (training, test) = structures.split_at(1000);
-    let m200 = model(&training[..200], false);
-    let m200u = model(&training[..200], true);
-    let m1000 = model(training, false);
-    let m1000u = model(training, true);
+    let m200 = model(&training[..200], false)?;
+    let m200u = model(&training[..200], true)?;
+    let m1000 = model(training, false)?;
+    let m1000u = model(training, true)?;
 
     let mut out = serde_json::Map::new();
     for (key, m) in [
@@ -273,24 +274,27 @@ fn main() {
     ] {
         let mut times = Times::default();
         for r in 0..REPS {
-            times.push(train(m, r as u64).0);
+            times.push(train(m, r as u64)?.0);
         }
         times.record(&mut out, key, 1e3);
     }
 
     // One likelihood evaluation, and AGOX's dense formula, interleaved.
     let mut m = m1000.clone();
-    let set = m.training_set(TrainOptions::default()).expect("data");
+    let set = m
+        .training_set(TrainOptions::default())
+        .context("the training set")?;
     let theta = [0.5, -1.0];
     let mut lws = LmlWorkspace::default();
     let (mut ours, mut dense) = (Times::default(), Times::default());
     let mut values = (0.0, 0.0);
     for _ in 0..REPS {
-        let (o, t) = timed(|| set.evaluate(&theta, &mut lws).expect("θ within the bounds"));
+        let (o, t) = timed(|| set.evaluate(&theta, &mut lws))?;
+        let o = o.context("the log-likelihood at θ")?;
         ours.push(t);
-        let (d, t) = timed(|| dense_lml(&set, &theta));
+        let (d, t) = timed(|| dense_lml(&set, &theta))?;
         dense.push(t);
-        values = (-o.log_likelihood().expect("admissible"), d);
+        values = (-o.log_likelihood().context("an admissible θ")?, d?);
     }
     ours.record(&mut out, "sgpr_theta_ms_n1000", 1e3);
     dense.record(&mut out, "baseline_dense_theta_ms_n1000", 1e3);
@@ -300,61 +304,78 @@ fn main() {
     );
 
     // Prediction from precomputed features (the N = 1000 model with σ).
-    let (_, trained) = train(&m1000u, 7);
-    let p = trained.predictor().expect("trained");
+    let (_, trained) = train(&m1000u, 7)?;
+    let p = trained.predictor().context("the trained predictor")?;
     let d = trained.descriptor();
     let mut feats = Vec::new();
     let mut dws = Default::default();
     for (a, _) in test {
         let mut fs = FeatureSet::new();
         d.compute(a, true, &mut dws, &mut fs)
-            .expect("valid structure");
+            .context("features of a test structure")?;
         feats.push(fs);
     }
     let mut ws = PredictWorkspace::default();
     let mut forces = Vec::new();
     // Seconds per structure over PASSES passes through the test structures.
-    let per_structure = |f: &mut dyn FnMut(&FeatureSet)| -> Times {
-        let (_, mut t) = timed(|| {
+    // The first failure ends the timing and is returned.
+    let per_structure = |f: &mut dyn FnMut(&FeatureSet) -> Result<()>| -> Result<Times> {
+        let (r, mut t) = timed(|| -> Result<()> {
             for _ in 0..PASSES {
                 for fs in &feats {
-                    f(fs);
+                    f(fs)?;
                 }
             }
-        });
+            Ok(())
+        })?;
+        r?;
         let n = (PASSES * feats.len()) as f64;
         t.wall[0] /= n;
         t.cpu[0] /= n;
-        t
+        Ok(t)
     };
     let mut figures: [Times; 5] = Default::default();
     let mut dk_dr = Vec::new();
     let mut agox_f = vec![[0.0; 3]; 12];
     let kernel = (p.kernel().theta()[0].exp(), p.kernel().theta()[1].exp());
     for _ in 0..REPS {
-        figures[0].push(per_structure(&mut |fs| {
-            p.predict(fs.features(), false, &mut ws)
-                .expect("prediction");
-        }));
-        figures[1].push(per_structure(&mut |fs| {
-            p.forces(fs, 1.0, 0.0, false, &mut ws, &mut forces)
-                .expect("prediction");
-        }));
-        figures[2].push(per_structure(&mut |fs| {
-            p.predict(fs.features(), true, &mut ws).expect("prediction");
-        }));
-        figures[3].push(per_structure(&mut |fs| {
-            p.forces(fs, 1.0, -2.0, true, &mut ws, &mut forces)
-                .expect("prediction");
-        }));
+        figures[0].push(
+            per_structure(&mut |fs| {
+                p.predict(fs.features(), false, &mut ws)?;
+                Ok(())
+            })
+            .context("energies")?,
+        );
+        figures[1].push(
+            per_structure(&mut |fs| {
+                p.forces(fs, 1.0, 0.0, false, &mut ws, &mut forces)?;
+                Ok(())
+            })
+            .context("forces")?,
+        );
+        figures[2].push(
+            per_structure(&mut |fs| {
+                p.predict(fs.features(), true, &mut ws)?;
+                Ok(())
+            })
+            .context("energies with σ")?,
+        );
+        figures[3].push(
+            per_structure(&mut |fs| {
+                p.forces(fs, 1.0, -2.0, true, &mut ws, &mut forces)?;
+                Ok(())
+            })
+            .context("LCB forces")?,
+        );
         figures[4].push(per_structure(&mut |fs| {
             agox_forces(p.inducing(), p.alpha(), kernel, fs, &mut dk_dr, &mut agox_f);
-        }));
+            Ok(())
+        })?);
     }
     let mut worst_force_diff = 0.0f64;
     for fs in &feats {
         p.forces(fs, 1.0, 0.0, false, &mut ws, &mut forces)
-            .expect("prediction");
+            .context("forces")?;
         agox_forces(p.inducing(), p.alpha(), kernel, fs, &mut dk_dr, &mut agox_f);
         for (a, b) in forces.iter().flatten().zip(agox_f.iter().flatten()) {
             worst_force_diff = worst_force_diff.max((a - b).abs());
@@ -373,18 +394,20 @@ fn main() {
 
     // What a pooled search ships.
     let mut m = m200.clone();
-    let set200 = m.training_set(TrainOptions::default()).expect("data");
-    out.insert("trainset_bytes_n200".into(), bytes(&set200).into());
-    out.insert("trainset_bytes_n1000".into(), bytes(&set).into());
-    out.insert("predictor_bytes_n1000_unc".into(), bytes(p).into());
-    out.insert(
-        "predictor_bytes_n1000".into(),
-        bytes(train(&m1000, 7).1.predictor().expect("trained")).into(),
-    );
+    let set200 = m
+        .training_set(TrainOptions::default())
+        .context("the training set")?;
+    out.insert("trainset_bytes_n200".into(), bytes(&set200)?.into());
+    out.insert("trainset_bytes_n1000".into(), bytes(&set)?.into());
+    out.insert("predictor_bytes_n1000_unc".into(), bytes(p)?.into());
+    let (_, trained) = train(&m1000, 7)?;
+    let predictor = trained.predictor().context("the trained predictor")?;
+    out.insert("predictor_bytes_n1000".into(), bytes(predictor)?.into());
     println!("{}", serde_json::Value::Object(out));
+    Ok(())
 }
 
 /// MessagePack size of a value.
-fn bytes<T: serde::Serialize>(v: &T) -> usize {
-    rmp_serde::to_vec(v).expect("serializable").len()
+fn bytes<T: serde::Serialize>(v: &T) -> Result<usize> {
+    Ok(rmp_serde::to_vec(v).context("MessagePack encoding")?.len())
 }
