@@ -19,7 +19,8 @@ use agox::search::tasks;
 #[path = "support/gofee.rs"]
 mod support;
 use support::{
-    bits, kill_worker, pool, script_from, script_with_model, stored, training_structures,
+    bits, kill_worker, kills_change_no_result, pool, script_from, script_with_model, stored,
+    training_structures,
 };
 
 fn script_in(dir: &Path, iterations: u64, seed: u64, out: &str) -> Script {
@@ -338,23 +339,5 @@ fn gofee_relaxes_only_once_the_model_is_trained() {
 #[test]
 fn a_worker_killed_during_a_gofee_run_changes_no_result() {
     let tmp = tempfile::tempdir().unwrap();
-    let quiet = script_in(tmp.path(), 6, 31, "quiet");
-    let quiet_out = quiet.search.output.clone();
-    Search::new(quiet, pool(2)).unwrap().run().unwrap();
-
-    let script = script_in(tmp.path(), 6, 31, "killed");
-    let out = script.search.output.clone();
-    let mut search = Search::new(script, pool(2)).unwrap();
-    for it in 0..6 {
-        if it == 3 || it == 5 {
-            // After trainings: the replacements' copies of the model are behind.
-            kill_worker(search.pool(), it % 2);
-        }
-        search.run_iteration().unwrap();
-    }
-    search.finish(false).unwrap();
-    assert!(search.pool().stats().total_restarts() >= 2);
-    let heals = search.model().unwrap().surrogate().heals();
-    assert!(heals >= 2, "{heals} heals");
-    assert_eq!(bits(&stored(&out)), bits(&stored(&quiet_out)));
+    kills_change_no_result(|out| script_in(tmp.path(), 6, 31, out), 6, &[3, 5]);
 }

@@ -20,7 +20,8 @@ use agox::search::tasks;
 #[path = "support/gofee.rs"]
 mod support;
 use support::{
-    bits, kill_worker, pool, script_from, script_with_model, stored, training_structures,
+    bits, kill_worker, kills_change_no_result, pool, script_from, script_with_model, stored,
+    training_structures,
 };
 
 /// The small search of `support` with the sparse model: 20 inducing points (fewer
@@ -228,24 +229,7 @@ fn gofee_with_the_sparse_model_on_the_global_fingerprint_trains_on_forces_alike_
 #[test]
 fn a_worker_killed_during_a_gofee_run_with_the_sparse_model_changes_no_result() {
     let tmp = tempfile::tempdir().unwrap();
-    let quiet = script_in(tmp.path(), 5, 31, "quiet");
-    let quiet_out = quiet.search.output.clone();
-    Search::new(quiet, pool(2)).unwrap().run().unwrap();
-
-    let script = script_in(tmp.path(), 5, 31, "killed");
-    let out = script.search.output.clone();
-    let mut search = Search::new(script, pool(2)).unwrap();
-    for it in 0..5 {
-        if it == 2 || it == 4 {
-            // After trainings: the replacements' copies hold none of the
-            // structures, and the latest state does not fit them.
-            kill_worker(search.pool(), it % 2);
-        }
-        search.run_iteration().unwrap();
-    }
-    search.finish(false).unwrap();
-    assert!(search.pool().stats().total_restarts() >= 2);
-    let heals = search.model().unwrap().surrogate().heals();
-    assert!(heals >= 2, "{heals} heals");
-    assert_eq!(bits(&stored(&out)), bits(&stored(&quiet_out)));
+    // The replacements' copies hold none of the structures, and the latest
+    // state does not fit them.
+    kills_change_no_result(|out| script_in(tmp.path(), 5, 31, out), 5, &[2, 4]);
 }

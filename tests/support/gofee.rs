@@ -12,7 +12,7 @@ use agox::search::environment::Environment;
 use agox::search::generators::{Generator, RandomGenerator};
 use agox::search::registry;
 use agox::search::script::Script;
-use agox::search::search::DB_FILE;
+use agox::search::search::{Search, DB_FILE};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -118,4 +118,30 @@ pub fn kill_worker(pool: &Pool, slot: usize) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+}
+
+/// Runs the search `script(out)` twice, for `iterations` iterations on 2 workers:
+/// undisturbed, then with a worker SIGKILLed before each iteration in `kill_at`
+/// (after trainings, so the replacements' copies of the model are behind). The
+/// second run must heal them (at least 2 heals) and store bit for bit what the
+/// first did.
+pub fn kills_change_no_result(script: impl Fn(&str) -> Script, iterations: u64, kill_at: &[u64]) {
+    let quiet = script("quiet");
+    let quiet_out = quiet.search.output.clone();
+    Search::new(quiet, pool(2)).unwrap().run().unwrap();
+
+    let killed = script("killed");
+    let out = killed.search.output.clone();
+    let mut search = Search::new(killed, pool(2)).unwrap();
+    for it in 0..iterations {
+        if kill_at.contains(&it) {
+            kill_worker(search.pool(), it as usize % 2);
+        }
+        search.run_iteration().unwrap();
+    }
+    search.finish(false).unwrap();
+    assert!(search.pool().stats().total_restarts() >= 2);
+    let heals = search.model().unwrap().surrogate().heals();
+    assert!(heals >= 2, "{heals} heals");
+    assert_eq!(bits(&stored(&out)), bits(&stored(&quiet_out)));
 }
