@@ -201,10 +201,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// `--transport mpi`: rank 0 runs the search on the other ranks. A rank 0 whose
-/// run fails says why and aborts the job: before its pool starts the other ranks
-/// wait for it, and after, a worker rank may be lost or hung (a task past its
-/// timeout), which `MPI_Finalize` would wait for without end. Every finished
-/// iteration is stored; `--resume` continues the run.
+/// run fails says why first: before its pool starts it then aborts the job (the
+/// other ranks wait for it); after, dropping the session ends the job — by
+/// `MPI_Finalize`, or by `MPI_Abort` where the pool gave up on a rank that may be
+/// hung. Every finished iteration is stored; `--resume` continues the run.
 #[cfg(feature = "mpi")]
 fn run_mpi(args: RunArgs) -> Result<ExitCode> {
     use agox_pool::mpi;
@@ -220,12 +220,18 @@ fn run_mpi(args: RunArgs) -> Result<ExitCode> {
     if workers == 0 {
         bail!("--transport mpi needs at least 2 ranks (rank 0 runs the search, the others are its workers)");
     }
-    let result = run_with(args, TransportConfig::Mpi, Some(workers));
-    if let Err(e) = &result {
-        common::note(&format!("agox-coord: {}", crate::error_line(e)));
-        session.abort(1);
+    match run_with(args, TransportConfig::Mpi, Some(workers)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // Said here, once: the session's end may not return.
+            common::note(&format!("agox-coord: {}", crate::error_line(&e)));
+            if !session.pool_started() {
+                session.abort(1);
+            }
+            drop(session);
+            Ok(ExitCode::FAILURE)
+        }
     }
-    result
 }
 
 fn run_with(args: RunArgs, transport: TransportConfig, ranks: Option<usize>) -> Result<ExitCode> {

@@ -21,7 +21,10 @@
 //!
 //! What MPI changes:
 //! * ranks are started by `mpirun` or `srun`, not by the pool, and cannot be
-//!   replaced: when one dies, MPI aborts the whole job. A driver that stores its
+//!   replaced: when one dies, MPI aborts the whole job. A rank the pool gives up
+//!   on (past a task timeout: it may be hung) breaks the pool, and dropping the
+//!   session on rank 0 then ends the job with `MPI_Abort`, since
+//!   `MPI_Finalize` would wait for that rank. A driver that stores its
 //!   results as it goes (`agox-coord run` commits every iteration) is resumed with
 //!   `--resume`, with MPI or any other transport;
 //! * one pool per job: the worker ranks serve one pool and then finalize MPI;
@@ -46,6 +49,9 @@ use std::sync::OnceLock;
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// Set once a pool was started on this job's ranks.
 static POOL_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set on rank 0 once the pool gave up on a rank (lost by a timeout or a broken
+/// protocol: it may still run, hung), which `MPI_Finalize` would wait for.
+static RANK_ABANDONED: AtomicBool = AtomicBool::new(false);
 /// On rank 0, once the pool started: how each worker rank receives large values.
 static PLACEMENT: OnceLock<Placement> = OnceLock::new();
 
@@ -186,6 +192,15 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if RANK_ABANDONED.load(Ordering::SeqCst) && world().rank() == 0 {
+            // MPI_Finalize would wait for the rank given up on, without end if
+            // it hangs: end the whole job instead.
+            eprintln!(
+                "agox-pool: a worker rank was given up on and may still be running; \
+                 ending the MPI job (MPI_Abort)"
+            );
+            world().abort(1);
+        }
         // Dropping the universe finalizes MPI.
         self.universe.take();
         INITIALIZED.store(false, Ordering::SeqCst);
@@ -209,6 +224,11 @@ pub(crate) fn claim_for_pool() -> Result<(), PoolError> {
         ));
     }
     Ok(())
+}
+
+/// Records that the pool gave up on a rank (see `RANK_ABANDONED`).
+pub(crate) fn abandon_rank() {
+    RANK_ABANDONED.store(true, Ordering::SeqCst);
 }
 
 /// What [`Session::placement`] says, for code that does not hold the session.

@@ -390,7 +390,10 @@ impl Transport for MpiTransport {
 
     fn close(&mut self, link: LinkId) {
         if let Some(l) = self.links.get_mut(link as usize) {
-            *l = None;
+            if l.take().is_some_and(|l| l.welcomed) {
+                // A rank given up on may be hung: it would hold MPI_Finalize.
+                crate::mpi::abandon_rank();
+            }
         }
     }
 
